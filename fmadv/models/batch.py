@@ -1,0 +1,99 @@
+"""Sparse mini-batches in the two layouts the factorization machine multiplies with.
+
+A batch of rows X (batch x n) is kept as a CSR tensor for the forward product X @ P and
+as the CSR tensor of its transpose for the backward product X^T @ G. Building the
+transpose once in scipy (an O(nnz) pass) is much cheaper than letting autograd
+transpose a sparse tensor at every backward.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def _csr_tensor(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    with warnings.catch_warnings():
+        # The CSR layout is "beta" in torch; the products used here are long stable.
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64, copy=False)),
+            torch.from_numpy(matrix.indices.astype(np.int64, copy=False)),
+            torch.from_numpy(matrix.data.astype(np.float32, copy=False)).to(dtype),
+            size=matrix.shape,
+            device=device,
+            check_invariants=False,
+        )
+
+
+class SparseBatch:
+    """Rows of a sparse feature matrix, ready for the FM's sparse products.
+
+    Parameters
+    ----------
+    matrix
+        The rows, any scipy sparse format; converted to canonical CSR.
+    device
+        Where the tensors live.
+    dtype
+        Floating point type of the values.
+    """
+
+    def __init__(
+        self,
+        matrix: sp.spmatrix,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        csr = sp.csr_matrix(matrix)
+        csr.sum_duplicates()
+        device = torch.device(device)
+        self.shape: tuple[int, int] = csr.shape
+        self.is_binary = bool(np.all(csr.data == 1))
+        self.rows = _csr_tensor(csr, device, dtype)
+        self.rows_t = _csr_tensor(csr.T.tocsr(), device, dtype)
+        if self.is_binary:
+            self.squared, self.squared_t = self.rows, self.rows_t
+        else:
+            sq = csr.copy()
+            sq.data = sq.data**2
+            self.squared = _csr_tensor(sq, device, dtype)
+            self.squared_t = _csr_tensor(sq.T.tocsr(), device, dtype)
+        self._csr = csr
+
+    @property
+    def n_rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    def to_dense(self) -> torch.Tensor:
+        """The rows as a dense (batch x n) tensor: for references and tests, not the fast path."""
+        return torch.from_numpy(self._csr.toarray()).to(self.rows.device, self.rows.dtype)
+
+
+class _SparseProduct(torch.autograd.Function):
+    """X @ P with the gradient X^T @ G, X given with its precomputed transpose."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, rows_t: torch.Tensor, dense: torch.Tensor):
+        ctx.rows_t = rows_t
+        return rows @ dense
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        return None, None, ctx.rows_t @ grad_out
+
+
+def sparse_product(rows: torch.Tensor, rows_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """Differentiable ``rows @ dense`` whose backward multiplies by ``rows_t``."""
+    return _SparseProduct.apply(rows, rows_t, dense)

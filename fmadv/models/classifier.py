@@ -1,0 +1,198 @@
+"""A scikit-learn style estimator around the factorization machine and its fit loop."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fmadv.errors import ConfigError, DataError, ModelFileError
+from fmadv.io import load_tensors, save_tensors
+from fmadv.models.fm import FactorizationMachine
+from fmadv.training.device import resolve_device
+from fmadv.training.loop import History, TrainConfig, fit, predict_scores
+
+
+def check_rows(X: Any, n_features: int | None = None, allow_real_valued: bool = False):
+    """Validate a feature matrix: sparse or dense, finite, binary unless allowed otherwise."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if X.shape[0] == 0:
+        raise DataError("no rows to work on")
+    if not np.all(np.isfinite(X.data)):
+        raise DataError("feature values contain NaN or inf")
+    if not allow_real_valued and np.any(X.data[X.data != 0] != 1):
+        raise DataError(
+            "real-valued features found where binary ones were expected; "
+            "pass allow_real_valued=True (CLI: --allow-real-valued) to accept them"
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(f"rows have {X.shape[1]} features but the model expects {n_features}")
+    X.eliminate_zeros()
+    return X
+
+
+def check_labels(y: Any, n_rows: int) -> np.ndarray:
+    """Labels as float32 in {-1, +1}; 0 is read as -1; anything else is an error."""
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) != n_rows:
+        raise DataError(f"{len(y)} labels for {n_rows} rows")
+    if not np.all(np.isin(y, (-1.0, 0.0, 1.0))):
+        bad = y[~np.isin(y, (-1.0, 0.0, 1.0))][0]
+        raise DataError(f"label {bad} is not one of -1, +1, 0, 1")
+    return np.where(y > 0, 1.0, -1.0).astype(np.float32)
+
+
+class FMClassifier:
+    """Factorization machine classifier for sparse binary rows and labels in {-1, +1}.
+
+    ``__init__`` only stores hyperparameters; :meth:`fit` learns ``model_``,
+    ``history_`` and ``n_features_in_``. The fields of :class:`TrainConfig` (epochs,
+    lr, optimizer, loss, regularisation, patience, seed, device) are accepted as
+    keyword arguments too.
+
+    Parameters
+    ----------
+    k
+        Number of latent factors.
+    init_std
+        Standard deviation of the initial factors.
+    allow_real_valued
+        Accept feature values other than 0 and 1.
+    random_state
+        Seed of the initialisation and the batch order; same seed, same model on the CPU.
+    **train_options
+        Any field of :class:`TrainConfig` except ``seed``.
+    """
+
+    def __init__(
+        self,
+        k: int = 16,
+        init_std: float = 0.01,
+        allow_real_valued: bool = False,
+        random_state: int = 0,
+        **train_options: Any,
+    ):
+        self.k = k
+        self.init_std = init_std
+        self.allow_real_valued = allow_real_valued
+        self.random_state = random_state
+        self.train_options = train_options
+
+    # -- scikit-learn conventions -------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = {name: getattr(self, name) for name in _INIT_PARAMS}
+        params.update(self.train_options)
+        return params
+
+    def set_params(self, **params: Any) -> FMClassifier:
+        for name, value in params.items():
+            if name in _INIT_PARAMS:
+                setattr(self, name, value)
+            elif name in _TRAIN_FIELDS:
+                self.train_options[name] = value
+            else:
+                raise ConfigError(f"unknown parameter {name!r}")
+        return self
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`TrainConfig` these hyperparameters describe."""
+        unknown = set(self.train_options) - _TRAIN_FIELDS
+        if unknown:
+            raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(_TRAIN_FIELDS)}")
+        return TrainConfig(seed=self.random_state, **self.train_options)
+
+    # -- learning -----------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        eval_set: tuple[Any, Any] | None = None,
+        log_path: str | Path | None = None,
+        **fit_options: Any,
+    ) -> FMClassifier:
+        """Learn the model from rows X and labels y; ``eval_set`` drives early stopping.
+
+        ``fit_options`` go to :func:`fmadv.training.loop.fit` (objective, hooks, progress
+        callbacks).
+        """
+        config = self.train_config()
+        config.validate()
+        X = check_rows(X, allow_real_valued=self.allow_real_valued)
+        y = check_labels(y, X.shape[0])
+        valid = None
+        if eval_set is not None:
+            Xv = check_rows(eval_set[0], X.shape[1], self.allow_real_valued)
+            valid = (Xv, check_labels(eval_set[1], Xv.shape[0]))
+        generator = torch.Generator().manual_seed(self.random_state)
+        self.model_ = FactorizationMachine(X.shape[1], self.k, self.init_std, generator)
+        self.n_features_in_ = X.shape[1]
+        self.history_: History = fit(
+            self.model_, (X, y), valid, config, log_path=log_path, **fit_options
+        )
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw scores y_hat; positive means class +1."""
+        self._check_fitted()
+        X = check_rows(X, self.n_features_in_, self.allow_real_valued)
+        return predict_scores(self.model_, X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels in {-1, +1}."""
+        return np.where(self.decision_function(X) > 0, 1.0, -1.0).astype(np.float32)
+
+    def to(self, device: str | torch.device) -> FMClassifier:
+        """Move the fitted model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)."""
+        self._check_fitted()
+        self.model_.to(resolve_device(device) if isinstance(device, str) else device)
+        return self
+
+    # -- files --------------------------------------------------------------------
+    def save(self, path: str | Path, feature_map: Any = None, extra: dict | None = None) -> None:
+        """Write the fitted model (and optionally its feature map) to one safetensors file."""
+        self._check_fitted()
+        model = self.model_
+        metadata = {
+            "params": self.get_params(),
+            "n_features": model.n_features,
+            "feature_map": None if feature_map is None else feature_map.to_dict(),
+            "history": self.history_.records,
+            **(extra or {}),
+        }
+        tensors = {"bias": model.bias, "linear": model.linear, "factors": model.factors}
+        save_tensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> FMClassifier:
+        """Read a model written by :meth:`save`; ``feature_map_`` and ``metadata_`` are set."""
+        tensors, header = load_tensors(path)
+        try:
+            estimator = cls(**header["params"])
+            n_features = int(header["n_features"])
+            factors = tensors["factors"]
+            model = FactorizationMachine(n_features, factors.shape[1])
+            model.load_state_dict(tensors)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ModelFileError(f"{path}: inconsistent model file ({err})") from None
+        estimator.model_ = model.to(resolve_device(device))
+        estimator.n_features_in_ = n_features
+        estimator.history_ = History(records=header.get("history", []))
+        estimator.metadata_ = header
+        estimator.feature_map_ = None
+        if header.get("feature_map") is not None:
+            from fmadv.data.features import FeatureMap
+
+            estimator.feature_map_ = FeatureMap.from_dict(header["feature_map"])
+        return estimator
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ConfigError("this FMClassifier is not fitted yet; call fit() first")
+
+
+_INIT_PARAMS = ("k", "init_std", "allow_real_valued", "random_state")
+_TRAIN_FIELDS = set(inspect.signature(TrainConfig).parameters) - {"seed"}

@@ -1,0 +1,241 @@
+"""One fit loop for the factorization machine.
+
+The loop owns batching, the optimizer, validation, early stopping and logging. What a
+step minimises is an :class:`Objective` (clean loss here; adversarial objectives plug in
+the same way), and what happens between ``backward`` and ``optimizer.step`` is a list of
+:class:`StepHook` (gradient noise, for one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fmadv.errors import ConfigError
+from fmadv.metrics.classification import classification_report
+from fmadv.models.batch import SparseBatch
+from fmadv.models.fm import FactorizationMachine
+from fmadv.training.device import resolve_device
+from fmadv.training.losses import LossFn, get_loss
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+# Metric name -> True when larger is better.
+MONITORS = {"auc": True, "accuracy": True, "hinge": False, "log_loss": False}
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run; every field has a working default."""
+
+    epochs: int = 20
+    batch_size: int = 4096
+    lr: float = 0.01
+    optimizer: str = "adam"
+    loss: str = "hinge"
+    reg_bias: float = 0.0
+    reg_linear: float = 1e-5
+    reg_factors: float = 1e-5
+    patience: int = 3
+    monitor: str = "auc"
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on a value outside its valid range."""
+        get_loss(self.loss)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"unknown monitor {self.monitor!r}; expected one of {list(MONITORS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        for name in ("reg_bias", "reg_linear", "reg_factors"):
+            value = getattr(self, name)
+            if not value >= 0 or not math.isfinite(value):
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+
+
+class Objective(Protocol):
+    """What one training step minimises: a scalar from the model, a batch and its labels."""
+
+    def __call__(
+        self, model: FactorizationMachine, batch: SparseBatch, labels: torch.Tensor, loss_fn: LossFn
+    ) -> torch.Tensor: ...
+
+
+def clean_objective(
+    model: FactorizationMachine, batch: SparseBatch, labels: torch.Tensor, loss_fn: LossFn
+) -> torch.Tensor:
+    """The plain empirical risk: mean loss on the unperturbed rows."""
+    return loss_fn(model(batch), labels).mean()
+
+
+class StepHook(Protocol):
+    """Called after ``backward`` and before ``optimizer.step``; ``step`` counts from 0."""
+
+    def __call__(self, model: FactorizationMachine, step: int) -> None: ...
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run, the best epoch and its monitored value."""
+
+    records: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_value: float | None = None
+
+
+def make_optimizer(model: FactorizationMachine, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=config.lr)
+    return torch.optim.SGD(params, lr=config.lr)
+
+
+def iterate_batches(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    order: np.ndarray | None = None,
+):
+    """Yield (SparseBatch, labels) over the rows of X in ``order`` (default: as stored)."""
+    n_rows = X.shape[0]
+    order = np.arange(n_rows) if order is None else order
+    for start in range(0, n_rows, batch_size):
+        rows = order[start : start + batch_size]
+        labels = torch.from_numpy(np.asarray(y[rows], dtype=np.float32)).to(device)
+        yield SparseBatch(X[rows], device), labels
+
+
+@torch.no_grad()
+def predict_scores(
+    model: FactorizationMachine, X: sp.csr_matrix, batch_size: int = 65536
+) -> np.ndarray:
+    """Scores y_hat for every row of X, computed in batches on the model's device."""
+    device = model.bias.device
+    was_training = model.training
+    model.eval()
+    parts = [
+        model(SparseBatch(X[start : start + batch_size], device)).cpu().numpy()
+        for start in range(0, X.shape[0], batch_size)
+    ]
+    model.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def fit(
+    model: FactorizationMachine,
+    train: tuple[sp.csr_matrix, np.ndarray],
+    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
+    config: TrainConfig | None = None,
+    objective: Objective = clean_objective,
+    hooks: Sequence[StepHook] = (),
+    log_path: str | Path | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> History:
+    """Train ``model`` in place and return its history.
+
+    Parameters
+    ----------
+    model
+        The factorization machine; it is moved to the configured device.
+    train, valid
+        (rows, labels) with labels in {-1, +1}. With ``valid`` the loop reports
+        validation metrics each epoch, stops early after ``config.patience`` epochs
+        without improvement of ``config.monitor``, and restores the best weights.
+    config
+        Hyperparameters; defaults to :class:`TrainConfig()`.
+    objective, hooks
+        What a step minimises, and what runs between backward and the optimizer step.
+    log_path
+        JSON Lines file that receives one record per epoch.
+    on_step, on_epoch
+        Progress callbacks: ``on_step(rows_done, rows_total)`` and ``on_epoch(record)``.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    device = resolve_device(config.device)
+    model.to(device)
+    loss_fn = get_loss(config.loss)
+    optimizer = make_optimizer(model, config)
+    rng = np.random.default_rng(config.seed)
+    X, y = train
+    larger_is_better = MONITORS[config.monitor]
+    history = History()
+    best_state = None
+    epochs_without_gain = 0
+    step = 0
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") if log_path else contextlib.nullcontext() as log:
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            total, rows_done = 0.0, 0
+            for batch, labels in iterate_batches(
+                X, y, config.batch_size, device, rng.permutation(X.shape[0])
+            ):
+                optimizer.zero_grad(set_to_none=True)
+                loss = objective(model, batch, labels, loss_fn)
+                penalty = model.l2_penalty(batch, config.reg_linear, config.reg_factors)
+                (loss + penalty + config.reg_bias * model.bias.square()).backward()
+                for hook in hooks:
+                    hook(model, step)
+                optimizer.step()
+                step += 1
+                total += loss.item() * batch.n_rows
+                rows_done += batch.n_rows
+                if on_step is not None:
+                    on_step(rows_done, X.shape[0])
+            record = {"epoch": epoch, "train_loss": total / max(rows_done, 1)}
+            if valid is not None:
+                report = classification_report(valid[1], predict_scores(model, valid[0]))
+                record.update({f"valid_{name}": value for name, value in report.items()})
+            record["seconds"] = time.perf_counter() - started
+            history.records.append(record)
+            if log is not None:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if on_epoch is not None:
+                on_epoch(record)
+            if valid is None:
+                continue
+            value = record[f"valid_{config.monitor}"]
+            improved = history.best_value is None or (
+                value > history.best_value if larger_is_better else value < history.best_value
+            )
+            if improved:
+                history.best_epoch, history.best_value = epoch, value
+                best_state = copy.deepcopy(model.state_dict())
+                epochs_without_gain = 0
+            else:
+                epochs_without_gain += 1
+                if config.patience and epochs_without_gain >= config.patience:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def config_dict(config: TrainConfig) -> dict:
+    """The config as a JSON-safe dict (saved beside the model)."""
+    return asdict(config)
