@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from fmadv.errors import ConfigError
 from fmadv.metrics.classification import accuracy, auc, classification_report, log_loss
 from fmadv.training.losses import get_loss, hinge, logistic, squared
-from fmadv.errors import ConfigError
 
 
 def brute_force_auc(labels, scores):

@@ -15,18 +15,25 @@ import scipy.sparse as sp
 import torch
 
 
-def _csr_tensor(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def csr_tensor(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """A torch CSR tensor from its parts, on the device of ``values``."""
     with warnings.catch_warnings():
         # The CSR layout is "beta" in torch; the products used here are long stable.
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64, copy=False)),
-            torch.from_numpy(matrix.indices.astype(np.int64, copy=False)),
-            torch.from_numpy(matrix.data.astype(np.float32, copy=False)).to(dtype),
-            size=matrix.shape,
-            device=device,
-            check_invariants=False,
+            crow.to(values.device), col.to(values.device), values, size, check_invariants=False
         )
+
+
+def _csr_tensor(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return csr_tensor(
+        torch.from_numpy(matrix.indptr.astype(np.int64, copy=False)),
+        torch.from_numpy(matrix.indices.astype(np.int64, copy=False)),
+        torch.from_numpy(matrix.data.astype(np.float32, copy=False)).to(device, dtype),
+        matrix.shape,
+    )
 
 
 class SparseBatch:
@@ -55,6 +62,15 @@ class SparseBatch:
         self.is_binary = bool(np.all(csr.data == 1))
         self.rows = _csr_tensor(csr, device, dtype)
         self.rows_t = _csr_tensor(csr.T.tocsr(), device, dtype)
+        # Entry e of the transpose holds entry transpose_order[e] of the rows: lets a CSR
+        # with the rows' pattern and new values be transposed without another sort.
+        order = sp.csr_matrix(
+            (np.arange(csr.nnz, dtype=np.float64), csr.indices, csr.indptr), csr.shape
+        )
+        self.transpose_order = torch.from_numpy(order.T.tocsr().data.astype(np.int64)).to(device)
+        self.row_of_entry = torch.repeat_interleave(
+            torch.arange(csr.shape[0], device=device), self.rows.crow_indices().diff()
+        )
         if self.is_binary:
             self.squared, self.squared_t = self.rows, self.rows_t
         else:
@@ -75,6 +91,22 @@ class SparseBatch:
     @property
     def device(self) -> torch.device:
         return self.rows.device
+
+    @property
+    def columns(self) -> torch.Tensor:
+        """Feature index of every stored entry, row by row."""
+        return self.rows.col_indices()
+
+    def with_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CSR tensors (rows, transpose) with this batch's pattern and other entry values."""
+        rows = csr_tensor(self.rows.crow_indices(), self.rows.col_indices(), values, self.shape)
+        rows_t = csr_tensor(
+            self.rows_t.crow_indices(),
+            self.rows_t.col_indices(),
+            values[self.transpose_order],
+            self.shape[::-1],
+        )
+        return rows, rows_t
 
     def to_dense(self) -> torch.Tensor:
         """The rows as a dense (batch x n) tensor: for references and tests, not the fast path."""

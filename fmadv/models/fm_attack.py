@@ -1,0 +1,225 @@
+"""The factorization machine's exact fast path for box-clipped gradient attacks.
+
+For a binary row x the gradient of y_hat with respect to every input j is
+
+    g_j = w_j + <V_j, s> - x_j ||V_j||^2,    s = x V,
+
+and an attack step moves coordinate j by alpha * e_j, clipped to [0, 1]: a zero may only
+rise, a one may only fall. The perturbed score y_hat(x + alpha e) needs e V, <w, e> and
+sum_j e_j^2 ||V_j||^2, never a dense (batch x n) x_adv. They are computed tile by tile
+over the features: G = S V_J^T + w_J, a step function of rho * G (rho the sign of the
+loss's slope in y_hat), then A @ [V_J, w_J, q_J]. Tiles treat every coordinate as a zero;
+the few active coordinates (the ones) are corrected afterwards with sparse products. The
+backward pass recomputes A per tile, as memory-efficient attention does, so memory stays
+O(batch * k + n * k + batch * tile).
+
+Both steps of the design are covered: the sign step (FGSM, e_j in {-1, 0, 1}) and the L2
+step (e = g / ||g||_2, with the norm over the supported coordinates before clipping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fmadv.attacks.base import Attack
+from fmadv.attacks.fgsm import FGSM
+from fmadv.attacks.l2 import L2Step
+from fmadv.errors import ConfigError
+from fmadv.models.batch import SparseBatch
+from fmadv.models.fm import FactorizationMachine
+from fmadv.training.losses import LossFn
+
+# Elements of one (batch x tile) block: 2^22 floats = 16 MiB in float32.
+TILE_ELEMENTS = 1 << 22
+
+
+def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
+    """rho = sign(d loss / d y_hat) per row: the side the attack pushes each score to."""
+    scores = scores.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (slope,) = torch.autograd.grad(loss_fn(scores, labels).sum(), scores)
+    return torch.sign(slope)
+
+
+@dataclass
+class _Step:
+    """What the attack does to one coordinate, given rho * g (``lean``) and the row norm."""
+
+    sign: bool  # True: FGSM's sign step; False: the L2 step g / ||g||
+    all_features: bool
+
+    def tile(self, lean: torch.Tensor) -> torch.Tensor:
+        """Unscaled rise of zeros: 1[lean > 0] (sign) or relu(lean) (L2)."""
+        return (lean > 0).to(lean.dtype) if self.sign else torch.relu(lean)
+
+    def fall(self, lean: torch.Tensor, inv_norm: torch.Tensor) -> torch.Tensor:
+        """Signed move e of a one (<= 0): -1[lean < 0] or min(lean, 0) / ||g||."""
+        if self.sign:
+            return -(lean < 0).to(lean.dtype)
+        return torch.clamp(lean, max=0) * inv_norm
+
+
+def _step_of(attack: Attack) -> _Step:
+    if isinstance(attack, FGSM):
+        return _Step(sign=True, all_features=attack.support == "all")
+    if isinstance(attack, L2Step):
+        return _Step(sign=False, all_features=attack.support == "all")
+    raise ConfigError(f"the FM has no exact fast path for {type(attack).__name__}")
+
+
+def _tiles(n: int, batch_rows: int):
+    width = max(1, TILE_ELEMENTS // max(batch_rows, 1))
+    for start in range(0, n, width):
+        yield slice(start, min(start + width, n))
+
+
+class _AdversarialScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, bias, linear, factors, batch: SparseBatch, rho, alpha: float, step: _Step):
+        V, w = factors, linear
+        k = V.shape[1]
+        q = V.square().sum(1)
+        s = batch.rows @ V  # clean s = x V; the step function makes it a constant here
+        cols, row = batch.columns, batch.row_of_entry
+        g_active = w[cols] + (V[cols] * s[row]).sum(1)  # g_j as if x_j were 0 ...
+        lean_as_zero = rho[row] * g_active
+        lean_active = rho[row] * (g_active - q[cols])  # ... and the true g_j of the ones
+
+        first = s.new_zeros(s.shape[0], k + 1)  # A @ [V, w], unscaled
+        second = s.new_zeros(s.shape[0])  # A^2 @ q, unscaled
+        norm2 = s.new_zeros(s.shape[0])
+        if step.all_features:
+            for cols_j in _tiles(V.shape[0], s.shape[0]):
+                lean = rho[:, None] * torch.addmm(w[cols_j], s, V[cols_j].T)
+                rise = step.tile(lean)
+                first += rise @ torch.cat([V[cols_j], w[cols_j, None]], 1)
+                second += (rise if step.sign else rise.square()) @ q[cols_j]
+                if not step.sign:
+                    norm2 += lean.square().sum(1)
+        if not step.sign:
+            # Swap the tiles' "as if zero" gradients of the ones for their true gradients.
+            if step.all_features:
+                norm2 += torch.zeros_like(norm2).index_add_(
+                    0, row, lean_active.square() - lean_as_zero.square()
+                )
+            else:
+                norm2 = torch.zeros_like(norm2).index_add_(0, row, lean_active.square())
+        inv_norm = norm2.clamp_min(torch.finfo(s.dtype).tiny).rsqrt() if not step.sign else None
+        scale1 = inv_norm if inv_norm is not None else torch.ones_like(norm2)
+        scale2 = scale1.square()
+
+        # Active entries: x_adv = 1 + alpha * e; the tiles counted alpha * e0 there instead.
+        e = step.fall(lean_active, scale1[row])
+        if step.all_features:
+            e0 = step.tile(lean_as_zero)
+            e0_first, e0_second = e0 * scale1[row], (e0 if step.sign else e0.square()) * scale2[row]
+        else:
+            e0_first = e0_second = torch.zeros_like(e)
+        c1 = 1 + alpha * (e - e0_first)
+        c2 = (1 + alpha * e).square() - alpha**2 * e0_second
+        c1_rows, c1_rows_t = batch.with_values(c1)
+        c2_rows, c2_rows_t = batch.with_values(c2)
+
+        sparse_first = c1_rows @ torch.cat([V, w[:, None]], 1)
+        s_adv = sparse_first[:, :k] + alpha * scale1[:, None] * first[:, :k]
+        lin_adv = sparse_first[:, k] + alpha * scale1 * first[:, k]
+        sq_adv = (c2_rows @ q[:, None])[:, 0] + alpha**2 * scale2 * second
+        scores = bias + lin_adv + 0.5 * (s_adv.square().sum(1) - sq_adv)
+
+        ctx.batch, ctx.alpha, ctx.step = batch, alpha, step
+        ctx.c1_rows_t, ctx.c2_rows_t = c1_rows_t, c2_rows_t
+        ctx.save_for_backward(factors, linear, s, s_adv, rho, scale1, scale2)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad_scores):
+        V, w, s, s_adv, rho, scale1, scale2 = ctx.saved_tensors
+        alpha, step = ctx.alpha, ctx.step
+        k = V.shape[1]
+        # d y_adv / d V_j = x_adv_j * s_adv - x_adv_j^2 * V_j;  d y_adv / d w_j = x_adv_j.
+        upstream = torch.cat([grad_scores[:, None] * s_adv, grad_scores[:, None]], 1)
+        sparse = ctx.c1_rows_t @ upstream
+        sparse_sq = (ctx.c2_rows_t @ grad_scores[:, None])[:, 0]
+        grad_V = sparse[:, :k] - sparse_sq[:, None] * V
+        grad_w = sparse[:, k].clone()
+        if step.all_features:
+            first_up = upstream * (alpha * scale1)[:, None]
+            second_up = grad_scores * (alpha**2 * scale2)
+            for cols_j in _tiles(V.shape[0], s.shape[0]):
+                lean = rho[:, None] * torch.addmm(w[cols_j], s, V[cols_j].T)
+                rise = step.tile(lean)
+                back = rise.T @ first_up
+                back_sq = (rise if step.sign else rise.square()).T @ second_up
+                grad_V[cols_j] += back[:, :k] - back_sq[:, None] * V[cols_j]
+                grad_w[cols_j] += back[:, k]
+        return grad_scores.sum(), grad_w, grad_V, None, None, None, None
+
+
+def adversarial_scores(
+    model: FactorizationMachine,
+    batch: SparseBatch,
+    labels: torch.Tensor,
+    loss_fn: LossFn,
+    attack: Attack,
+    clean_scores: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores y_hat(x_adv) of the attacked rows, exact, without a dense x_adv.
+
+    Differentiable in the model's parameters with x_adv held fixed (the step function
+    of the attack has zero derivative), as autograd on the dense rows gives.
+
+    Parameters
+    ----------
+    model, batch, labels, loss_fn
+        The FM, binary rows, their labels in {-1, +1}, and the per-row loss the attack
+        ascends.
+    attack
+        :class:`~fmadv.attacks.fgsm.FGSM` or :class:`~fmadv.attacks.l2.L2Step`.
+    clean_scores
+        y_hat(x) when the caller has it already (saves one forward pass).
+    """
+    if not batch.is_binary:
+        raise ConfigError(
+            "the FM's exact attack needs binary rows; use attack.perturb on dense rows"
+        )
+    step = _step_of(attack)
+    if clean_scores is None:
+        with torch.no_grad():
+            clean_scores = model(batch)
+    rho = loss_direction(clean_scores, labels, loss_fn).to(model.factors.dtype)
+    return _AdversarialScores.apply(
+        model.bias, model.linear, model.factors, batch, rho, float(attack.alpha), step
+    )
+
+
+def dense_perturbation(
+    model: FactorizationMachine,
+    batch: SparseBatch,
+    labels: torch.Tensor,
+    loss_fn: LossFn,
+    attack: Attack,
+) -> torch.Tensor:
+    """x_adv as a dense (batch x n) tensor, from the same tile rules as the fast path.
+
+    For tests and small inspections only: it is exactly what the fast path never builds.
+    """
+    step = _step_of(attack)
+    V, w = model.factors.detach(), model.linear.detach()
+    with torch.no_grad():
+        rho = loss_direction(model(batch), labels, loss_fn).to(V.dtype)
+        s = batch.rows @ V
+        gradient = torch.addmm(w, s, V.T) - batch.to_dense() * V.square().sum(1)
+        lean = rho[:, None] * gradient
+        x = batch.to_dense()
+        active = x != 0
+        if not step.all_features:
+            lean = lean * active
+        if step.sign:
+            move = torch.where(active, -(lean < 0).to(V.dtype), (lean > 0).to(V.dtype))
+        else:
+            inv_norm = lean.square().sum(1).clamp_min(torch.finfo(V.dtype).tiny).rsqrt()[:, None]
+            move = torch.where(active, lean.clamp(max=0), lean.clamp(min=0)) * inv_norm
+        return x + attack.alpha * move
+

@@ -1,0 +1,107 @@
+"""The FM's fast exact attack against plain autograd on dense rows, on random models."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from fmadv.attacks import FGSM, L2Step
+from fmadv.models import fm_attack
+from fmadv.models.batch import SparseBatch
+from fmadv.models.fm_attack import adversarial_scores, dense_perturbation
+from fmadv.training.losses import hinge, logistic, squared
+from tests.fm_helpers import random_fm, random_rows
+
+
+def reference(model, batch, labels, loss_fn, attack):
+    """Autograd on dense rows: x_adv by the generic attack, then the loss's gradients."""
+    x = batch.to_dense()
+    x_adv = attack.perturb(x, lambda rows: loss_fn(model.forward_dense(rows), labels))
+    scores = model.forward_dense(x_adv)
+    loss_fn(scores, labels).mean().backward()
+    return x_adv, scores.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def fast(model, batch, labels, loss_fn, attack):
+    scores = adversarial_scores(model, batch, labels, loss_fn, attack)
+    loss_fn(scores, labels).mean().backward()
+    return scores.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def problem(n, k, seed, rows=48, active=5, scale=0.3):
+    model = random_fm(n, k, seed, scale=scale).double()
+    batch = SparseBatch(random_rows(rows, n, active, seed), dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    labels = torch.from_numpy(rng.choice([-1.0, 1.0], rows))
+    return model, batch, labels
+
+
+ATTACKS = [
+    FGSM(0.003, "all"),
+    FGSM(0.3, "all"),
+    FGSM(0.2, "active"),
+    L2Step(0.5, "all"),
+    L2Step(0.5, "active"),
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: f"{a.name}-{a.alpha}-{a.support}")
+@pytest.mark.parametrize("n, k, seed", [(30, 4, 0), (200, 8, 1), (1000, 3, 2)])
+@pytest.mark.parametrize("loss_fn", [hinge, logistic, squared], ids=lambda f: f.__name__)
+def test_fast_attack_equals_dense_autograd(attack, n, k, seed, loss_fn, monkeypatch):
+    # Small tiles so that several tiles (and a ragged last one) are exercised.
+    monkeypatch.setattr(fm_attack, "TILE_ELEMENTS", 48 * 7)
+    model, batch, labels = problem(n, k, seed)
+    x_ref, scores_ref, grads_ref = reference(model, batch, labels, loss_fn, attack)
+    model.zero_grad()
+    x_fast = dense_perturbation(model, batch, labels, loss_fn, attack)
+    scores_fast, grads_fast = fast(model, batch, labels, loss_fn, attack)
+    torch.testing.assert_close(x_fast, x_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(scores_fast, scores_ref, rtol=1e-10, atol=1e-10)
+    for got, want in zip(grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_hinge_inactive_rows_do_not_move_and_active_rows_do():
+    model, batch, labels = problem(100, 4, seed=3, scale=1.0)
+    clean = model(batch).detach()
+    inactive = labels * clean >= 1
+    assert inactive.any() and (~inactive).any()
+    attack = FGSM(0.1)
+    x_adv = dense_perturbation(model, batch, labels, hinge, attack)
+    moved = (x_adv != batch.to_dense()).any(1)
+    assert not moved[inactive].any()
+    assert moved[~inactive].all()
+    adv = adversarial_scores(model, batch, labels, hinge, attack).detach()
+    torch.testing.assert_close(adv[inactive], clean[inactive])
+    # The attack never helps: the margin of an attacked row does not grow.
+    assert torch.all(labels * adv <= labels * clean + 1e-12)
+
+
+def test_binary_box_rule_zeros_rise_ones_fall():
+    model, batch, labels = problem(60, 5, seed=4, scale=1.0)
+    x = batch.to_dense()
+    x_adv = dense_perturbation(model, batch, labels, hinge, FGSM(0.25))
+    assert torch.all(x_adv[x == 0] >= 0) and torch.all(x_adv[x == 1] <= 1)
+    assert set(torch.unique(x_adv - x).tolist()) <= {-0.25, 0.0, 0.25}
+    assert torch.all((x_adv - x)[x == 0] >= 0) and torch.all((x_adv - x)[x == 1] <= 0)
+
+
+def test_alpha_zero_changes_nothing():
+    model, batch, labels = problem(50, 3, seed=5)
+    clean = model(batch).detach()
+    adv = adversarial_scores(model, batch, labels, hinge, FGSM(0.0)).detach()
+    torch.testing.assert_close(adv, clean)
+
+
+def test_float32_fast_path_agrees_with_float64():
+    model32 = random_fm(3000, 16, seed=6, scale=0.3)
+    model64 = copy.deepcopy(model32).double()
+    rows = random_rows(256, 3000, active=8, seed=6)
+    labels = torch.from_numpy(np.random.default_rng(6).choice([-1.0, 1.0], 256))
+    attack = FGSM(0.01)
+    adv32 = adversarial_scores(model32, SparseBatch(rows), labels.float(), hinge, attack)
+    batch64 = SparseBatch(rows, dtype=torch.float64)
+    adv64 = adversarial_scores(model64, batch64, labels, hinge, attack)
+    torch.testing.assert_close(adv32.detach().double(), adv64.detach(), rtol=1e-4, atol=1e-4)
