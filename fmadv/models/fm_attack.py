@@ -45,14 +45,14 @@ def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) 
 
 @dataclass
 class _Step:
-    """What the attack does to one coordinate, given rho * g (``lean``) and the row norm."""
+    """What the attack does to one coordinate, given its lean rho * g_j and the row norm."""
 
     sign: bool  # True: FGSM's sign step; False: the L2 step g / ||g||
     all_features: bool
 
-    def tile(self, lean: torch.Tensor) -> torch.Tensor:
-        """Unscaled rise of zeros: 1[lean > 0] (sign) or relu(lean) (L2)."""
-        return (lean > 0).to(lean.dtype) if self.sign else torch.relu(lean)
+    def rise_(self, lean: torch.Tensor) -> torch.Tensor:
+        """Unscaled rise of zeros, in place: 1[lean > 0] (sign) or relu(lean) (L2)."""
+        return lean.gt_(0) if self.sign else lean.relu_()
 
     def fall(self, lean: torch.Tensor, inv_norm: torch.Tensor) -> torch.Tensor:
         """Signed move e of a one (<= 0): -1[lean < 0] or min(lean, 0) / ||g||."""
@@ -75,11 +75,23 @@ def _tiles(n: int, batch_rows: int):
         yield slice(start, min(start + width, n))
 
 
+def _tile_leans(factors, linear, signed_s):
+    """Yield (features, lean) per tile, lean = rho * (w_J + V_J s) for the moving rows.
+
+    ``signed_s`` = [rho, rho * s] so that one product gives rho * g without a pass to
+    multiply by rho; the step function then overwrites the lean in place.
+    """
+    for cols in _tiles(factors.shape[0], signed_s.shape[0]):
+        lean = signed_s @ torch.cat([linear[cols, None], factors[cols]], 1).T
+        yield cols, lean
+
+
 class _AdversarialScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx, bias, linear, factors, batch: SparseBatch, rho, alpha: float, step: _Step):
         V, w = factors, linear
         k = V.shape[1]
+        n_rows = batch.n_rows
         q = V.square().sum(1)
         s = batch.rows @ V  # clean s = x V; the step function makes it a constant here
         cols, row = batch.columns, batch.row_of_entry
@@ -87,34 +99,41 @@ class _AdversarialScores(torch.autograd.Function):
         lean_as_zero = rho[row] * g_active
         lean_active = rho[row] * (g_active - q[cols])  # ... and the true g_j of the ones
 
-        first = s.new_zeros(s.shape[0], k + 1)  # A @ [V, w], unscaled
-        second = s.new_zeros(s.shape[0])  # A^2 @ q, unscaled
-        norm2 = s.new_zeros(s.shape[0])
-        if step.all_features:
-            for cols_j in _tiles(V.shape[0], s.shape[0]):
-                lean = rho[:, None] * torch.addmm(w[cols_j], s, V[cols_j].T)
-                rise = step.tile(lean)
-                first += rise @ torch.cat([V[cols_j], w[cols_j, None]], 1)
-                second += (rise if step.sign else rise.square()) @ q[cols_j]
+        # Rows whose loss has zero slope (a hinge that is not active) do not move.
+        moving = torch.nonzero(rho).squeeze(1)
+        signed_s = torch.cat([rho[moving, None], rho[moving, None] * s[moving]], 1)
+        # first = A @ [V, w, q] for the sign step; the L2 step keeps A^2 @ q apart.
+        first = s.new_zeros(len(moving), k + 2)
+        norm2 = s.new_zeros(n_rows)
+        if step.all_features and len(moving):
+            norm2_moving = s.new_zeros(len(moving))
+            for cols_j, lean in _tile_leans(V, w, signed_s):
+                table = torch.cat([V[cols_j], w[cols_j, None], q[cols_j, None]], 1)
                 if not step.sign:
-                    norm2 += lean.square().sum(1)
+                    norm2_moving += torch.linalg.vecdot(lean, lean)
+                rise = step.rise_(lean)
+                if step.sign:
+                    first += rise @ table
+                else:
+                    first[:, : k + 1] += rise @ table[:, : k + 1]
+                    first[:, k + 1] += rise.square_() @ table[:, k + 1]
+            norm2[moving] = norm2_moving
         if not step.sign:
             # Swap the tiles' "as if zero" gradients of the ones for their true gradients.
-            if step.all_features:
-                norm2 += torch.zeros_like(norm2).index_add_(
-                    0, row, lean_active.square() - lean_as_zero.square()
-                )
-            else:
-                norm2 = torch.zeros_like(norm2).index_add_(0, row, lean_active.square())
-        inv_norm = norm2.clamp_min(torch.finfo(s.dtype).tiny).rsqrt() if not step.sign else None
-        scale1 = inv_norm if inv_norm is not None else torch.ones_like(norm2)
+            if not step.all_features:
+                norm2.zero_()
+                lean_as_zero = torch.zeros_like(lean_as_zero)
+            norm2.index_add_(0, row, lean_active.square() - lean_as_zero.square())
+            scale1 = norm2.clamp_min(torch.finfo(s.dtype).tiny).rsqrt()
+        else:
+            scale1 = torch.ones_like(norm2)
         scale2 = scale1.square()
 
         # Active entries: x_adv = 1 + alpha * e; the tiles counted alpha * e0 there instead.
         e = step.fall(lean_active, scale1[row])
         if step.all_features:
-            e0 = step.tile(lean_as_zero)
-            e0_first, e0_second = e0 * scale1[row], (e0 if step.sign else e0.square()) * scale2[row]
+            e0 = step.rise_(lean_as_zero.clone())
+            e0_first, e0_second = e0 * scale1[row], e0.square() * scale2[row]
         else:
             e0_first = e0_second = torch.zeros_like(e)
         c1 = 1 + alpha * (e - e0_first)
@@ -122,20 +141,22 @@ class _AdversarialScores(torch.autograd.Function):
         c1_rows, c1_rows_t = batch.with_values(c1)
         c2_rows, c2_rows_t = batch.with_values(c2)
 
+        dense_first = s.new_zeros(n_rows, k + 2)
+        dense_first[moving] = first
         sparse_first = c1_rows @ torch.cat([V, w[:, None]], 1)
-        s_adv = sparse_first[:, :k] + alpha * scale1[:, None] * first[:, :k]
-        lin_adv = sparse_first[:, k] + alpha * scale1 * first[:, k]
-        sq_adv = (c2_rows @ q[:, None])[:, 0] + alpha**2 * scale2 * second
+        s_adv = sparse_first[:, :k] + alpha * scale1[:, None] * dense_first[:, :k]
+        lin_adv = sparse_first[:, k] + alpha * scale1 * dense_first[:, k]
+        sq_adv = (c2_rows @ q[:, None])[:, 0] + alpha**2 * scale2 * dense_first[:, k + 1]
         scores = bias + lin_adv + 0.5 * (s_adv.square().sum(1) - sq_adv)
 
-        ctx.batch, ctx.alpha, ctx.step = batch, alpha, step
+        ctx.alpha, ctx.step = alpha, step
         ctx.c1_rows_t, ctx.c2_rows_t = c1_rows_t, c2_rows_t
-        ctx.save_for_backward(factors, linear, s, s_adv, rho, scale1, scale2)
+        ctx.save_for_backward(factors, linear, signed_s, moving, s_adv, scale1, scale2)
         return scores
 
     @staticmethod
     def backward(ctx, grad_scores):
-        V, w, s, s_adv, rho, scale1, scale2 = ctx.saved_tensors
+        V, w, signed_s, moving, s_adv, scale1, scale2 = ctx.saved_tensors
         alpha, step = ctx.alpha, ctx.step
         k = V.shape[1]
         # d y_adv / d V_j = x_adv_j * s_adv - x_adv_j^2 * V_j;  d y_adv / d w_j = x_adv_j.
@@ -144,15 +165,24 @@ class _AdversarialScores(torch.autograd.Function):
         sparse_sq = (ctx.c2_rows_t @ grad_scores[:, None])[:, 0]
         grad_V = sparse[:, :k] - sparse_sq[:, None] * V
         grad_w = sparse[:, k].clone()
-        if step.all_features:
-            first_up = upstream * (alpha * scale1)[:, None]
-            second_up = grad_scores * (alpha**2 * scale2)
-            for cols_j in _tiles(V.shape[0], s.shape[0]):
-                lean = rho[:, None] * torch.addmm(w[cols_j], s, V[cols_j].T)
-                rise = step.tile(lean)
-                back = rise.T @ first_up
-                back_sq = (rise if step.sign else rise.square()).T @ second_up
-                grad_V[cols_j] += back[:, :k] - back_sq[:, None] * V[cols_j]
+        if step.all_features and len(moving):
+            # Tile rows carry the same scales as in forward: [first order | second order].
+            tile_up = torch.cat(
+                [
+                    upstream[moving] * (alpha * scale1[moving])[:, None],
+                    (grad_scores * alpha**2 * scale2)[moving, None],
+                ],
+                1,
+            )
+            for cols_j, lean in _tile_leans(V, w, signed_s):
+                rise = step.rise_(lean)
+                if step.sign:
+                    back = rise.T @ tile_up
+                else:
+                    back = torch.cat(
+                        [rise.T @ tile_up[:, : k + 1], rise.square_().T @ tile_up[:, k + 1 :]], 1
+                    )
+                grad_V[cols_j] += back[:, :k] - back[:, k + 1, None] * V[cols_j]
                 grad_w[cols_j] += back[:, k]
         return grad_scores.sum(), grad_w, grad_V, None, None, None, None
 
@@ -222,4 +252,3 @@ def dense_perturbation(
             inv_norm = lean.square().sum(1).clamp_min(torch.finfo(V.dtype).tiny).rsqrt()[:, None]
             move = torch.where(active, lean.clamp(max=0), lean.clamp(min=0)) * inv_norm
         return x + attack.alpha * move
-
