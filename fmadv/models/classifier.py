@@ -10,11 +10,24 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fmadv.attacks import Attack, make_attack
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.io import load_tensors, save_tensors
+from fmadv.metrics.robustness import attacked_scores, robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.training.device import resolve_device
-from fmadv.training.loop import History, TrainConfig, fit, predict_scores
+from fmadv.training.loop import (
+    History,
+    Objective,
+    StepHook,
+    TrainConfig,
+    clean_objective,
+    fit,
+    predict_scores,
+)
+from fmadv.training.losses import get_loss
+from fmadv.training.objectives import AdversarialObjective
+from fmadv.training.regularizers import GradientNoise
 
 
 def check_rows(X: Any, n_features: int | None = None, allow_real_valued: bool = False):
@@ -62,6 +75,21 @@ class FMClassifier:
         Standard deviation of the initial factors.
     allow_real_valued
         Accept feature values other than 0 and 1.
+    beta
+        Weight of the adversarial loss: the objective is loss(x) + beta * loss(x_adv).
+        0 trains a plain FM.
+    alpha
+        Step of the attack that makes x_adv (the L-inf radius for FGSM).
+    attack
+        ``"fgsm"`` (sign step) or ``"l2"`` (L2-normalised gradient step).
+    support
+        ``"all"``: every feature may move (exact, the default); ``"active"``: only the
+        row's active features, and only down.
+    adversarial_only
+        Train on loss(x_adv) alone (learning with an adversary).
+    grad_noise, grad_noise_gamma, grad_noise_rows
+        Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
+        rows the batch touched (``"touched"``) or on every row (``"all"``).
     random_state
         Seed of the initialisation and the batch order; same seed, same model on the CPU.
     **train_options
@@ -73,12 +101,28 @@ class FMClassifier:
         k: int = 16,
         init_std: float = 0.01,
         allow_real_valued: bool = False,
+        beta: float = 0.0,
+        alpha: float = 0.003,
+        attack: str = "fgsm",
+        support: str = "all",
+        adversarial_only: bool = False,
+        grad_noise: float = 0.0,
+        grad_noise_gamma: float = 0.55,
+        grad_noise_rows: str = "touched",
         random_state: int = 0,
         **train_options: Any,
     ):
         self.k = k
         self.init_std = init_std
         self.allow_real_valued = allow_real_valued
+        self.beta = beta
+        self.alpha = alpha
+        self.attack = attack
+        self.support = support
+        self.adversarial_only = adversarial_only
+        self.grad_noise = grad_noise
+        self.grad_noise_gamma = grad_noise_gamma
+        self.grad_noise_rows = grad_noise_rows
         self.random_state = random_state
         self.train_options = train_options
 
@@ -105,6 +149,26 @@ class FMClassifier:
             raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(_TRAIN_FIELDS)}")
         return TrainConfig(seed=self.random_state, **self.train_options)
 
+    def make_attack(self, alpha: float | None = None, support: str | None = None) -> Attack:
+        """The attack these hyperparameters describe, optionally with another alpha/support."""
+        return make_attack(
+            self.attack, self.alpha if alpha is None else alpha, support or self.support
+        )
+
+    def objective(self) -> Objective:
+        """Clean loss, or the adversarial objective when beta > 0 or adversarial_only."""
+        if self.beta == 0 and not self.adversarial_only:
+            AdversarialObjective(self.make_attack(), self.beta)  # validates alpha and support
+            return clean_objective
+        return AdversarialObjective(self.make_attack(), self.beta, self.adversarial_only)
+
+    def hooks(self) -> list[StepHook]:
+        """Gradient noise when asked for (validated either way)."""
+        noise = GradientNoise(
+            self.grad_noise, self.grad_noise_gamma, self.grad_noise_rows, self.random_state
+        )
+        return [noise] if self.grad_noise > 0 else []
+
     # -- learning -----------------------------------------------------------------
     def fit(
         self,
@@ -121,6 +185,7 @@ class FMClassifier:
         """
         config = self.train_config()
         config.validate()
+        objective, hooks = self.objective(), self.hooks()
         X = check_rows(X, allow_real_valued=self.allow_real_valued)
         y = check_labels(y, X.shape[0])
         valid = None
@@ -131,7 +196,14 @@ class FMClassifier:
         self.model_ = FactorizationMachine(X.shape[1], self.k, self.init_std, generator)
         self.n_features_in_ = X.shape[1]
         self.history_: History = fit(
-            self.model_, (X, y), valid, config, log_path=log_path, **fit_options
+            self.model_,
+            (X, y),
+            valid,
+            config,
+            objective=objective,
+            hooks=hooks,
+            log_path=log_path,
+            **fit_options,
         )
         return self
 
@@ -144,6 +216,20 @@ class FMClassifier:
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels in {-1, +1}."""
         return np.where(self.decision_function(X) > 0, 1.0, -1.0).astype(np.float32)
+
+    def robustness(
+        self, X: Any, y: Any, alpha: float | None = None, support: str | None = None
+    ) -> dict[str, float]:
+        """Flip rate, error rates and margins under this model's attack (see
+        :func:`fmadv.metrics.robustness.robustness_report`)."""
+        self._check_fitted()
+        X = check_rows(X, self.n_features_in_, self.allow_real_valued)
+        y = check_labels(y, X.shape[0])
+        loss_fn = get_loss(self.train_config().loss)
+        clean, attacked = attacked_scores(
+            self.model_, X, y, self.make_attack(alpha, support), loss_fn
+        )
+        return robustness_report(y, clean, attacked)
 
     def to(self, device: str | torch.device) -> FMClassifier:
         """Move the fitted model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)."""
@@ -194,5 +280,9 @@ class FMClassifier:
             raise ConfigError("this FMClassifier is not fitted yet; call fit() first")
 
 
-_INIT_PARAMS = ("k", "init_std", "allow_real_valued", "random_state")
+_INIT_PARAMS = tuple(
+    name
+    for name, param in inspect.signature(FMClassifier.__init__).parameters.items()
+    if param.kind is param.POSITIONAL_OR_KEYWORD and name != "self"
+)
 _TRAIN_FIELDS = set(inspect.signature(TrainConfig).parameters) - {"seed"}

@@ -1,0 +1,71 @@
+"""Regularizers that act on gradients between ``backward`` and the optimizer step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fmadv.errors import ConfigError
+
+NOISE_ROWS = ("touched", "all")
+
+
+@dataclass
+class GradientNoise:
+    """Annealed Gaussian gradient noise (Neelakantan et al., 2015).
+
+    After backward, every gradient gets N(0, sigma_t^2) added, sigma_t^2 = eta / (1 + t)^gamma
+    with t the step. With ``rows="touched"`` (the default) the noise goes only to the
+    entries of the embedding tables (linear weights, factor rows) that the batch gave a
+    gradient: under Adam, noise on rows the batch never touched is rescaled to a full-size
+    step and drowns the sparse signal. ``rows="all"`` adds it everywhere, as in the paper.
+
+    Parameters
+    ----------
+    eta
+        Noise variance at step 0, >= 0.
+    gamma
+        Decay exponent of the variance.
+    rows
+        ``"touched"`` or ``"all"``.
+    seed
+        Seed of the noise generator (same seed, same noise).
+    """
+
+    eta: float
+    gamma: float = 0.55
+    rows: str = "touched"
+    seed: int = 0
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.eta >= 0 or not math.isfinite(self.eta):
+            raise ConfigError(f"gradient noise eta must be >= 0, got {self.eta}")
+        if not self.gamma >= 0 or not math.isfinite(self.gamma):
+            raise ConfigError(f"gradient noise gamma must be >= 0, got {self.gamma}")
+        if self.rows not in NOISE_ROWS:
+            raise ConfigError(f"gradient noise rows must be one of {NOISE_ROWS}, got {self.rows!r}")
+
+    def std(self, step: int) -> float:
+        return math.sqrt(self.eta / (1 + step) ** self.gamma)
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, step: int) -> None:
+        if self.eta == 0:
+            return
+        std = self.std(step)
+        for param in model.parameters():
+            grad = param.grad
+            if grad is None:
+                continue
+            if self._generator is None or self._generator.device != grad.device:
+                self._generator = torch.Generator(grad.device).manual_seed(self.seed)
+            noise = torch.randn(grad.shape, generator=self._generator, device=grad.device)
+            noise = noise.to(grad.dtype) * std
+            if self.rows == "touched" and grad.dim() > 0:
+                touched = grad != 0 if grad.dim() == 1 else (grad != 0).any(1, keepdim=True)
+                noise *= touched
+            grad += noise

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from fmadv.attacks import FGSM
+from fmadv.errors import ConfigError
+from fmadv.metrics.robustness import attacked_scores, robustness_report
+from fmadv.models.batch import SparseBatch
+from fmadv.models.classifier import FMClassifier
+from fmadv.models.fm_attack import adversarial_scores
+from fmadv.training.losses import hinge
+from fmadv.training.objectives import AdversarialObjective
+from fmadv.training.regularizers import GradientNoise
+from tests.fm_helpers import planted_problem, random_fm, random_rows
+
+FAST = {"epochs": 6, "batch_size": 256, "lr": 0.05}
+
+
+def test_mixed_objective_is_clean_plus_beta_times_adversarial():
+    model = random_fm(40, 4, seed=0)
+    batch = SparseBatch(random_rows(32, 40, 4, seed=0))
+    labels = torch.from_numpy(np.random.default_rng(0).choice([-1.0, 1.0], 32).astype(np.float32))
+    attack = FGSM(0.1)
+    clean = hinge(model(batch), labels).mean()
+    adv = hinge(adversarial_scores(model, batch, labels, hinge, attack), labels).mean()
+    mixed = AdversarialObjective(attack, beta=0.5)(model, batch, labels, hinge)
+    only = AdversarialObjective(attack, adversarial_only=True)(model, batch, labels, hinge)
+    torch.testing.assert_close(mixed, clean + 0.5 * adv)
+    torch.testing.assert_close(only, adv)
+    assert adv > clean  # the attack raises the loss
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"alpha": -0.1, "beta": 0.5}, "alpha must lie in"),
+        ({"alpha": 1.5, "beta": 0.5}, "alpha must lie in"),
+        ({"alpha": 1.5}, "alpha must lie in"),  # checked even when beta = 0
+        ({"beta": -1.0}, "beta must be"),
+        ({"grad_noise": -0.1}, "eta must be >= 0"),
+        ({"support": "some", "beta": 0.5}, "unknown perturbation support"),
+        ({"attack": "pgd", "beta": 0.5}, "unknown attack"),
+        ({"grad_noise": 0.1, "grad_noise_rows": "few"}, "rows must be one of"),
+    ],
+)
+def test_bad_adversarial_options_fail_before_training(options, message):
+    X, y = planted_problem(n_rows=200)
+    model = FMClassifier(**options, **FAST)
+    with pytest.raises(ConfigError, match=message):
+        model.fit(X, y)
+    assert not hasattr(model, "model_")
+
+
+def test_gradient_noise_schedule_rows_and_seed():
+    noise = GradientNoise(eta=0.3, gamma=0.55)
+    assert noise.std(0) == pytest.approx(0.3**0.5)
+    assert noise.std(9) == pytest.approx((0.3 / 10**0.55) ** 0.5)
+
+    def noisy_grads(rows, seed=0):
+        model = random_fm(30, 3, seed=1)
+        batch = SparseBatch(random_rows(4, 30, 2, seed=2))
+        model(batch).sum().backward()
+        clean = [p.grad.clone() for p in model.parameters()]
+        GradientNoise(0.5, rows=rows, seed=seed)(model, step=0)
+        return clean, [p.grad.clone() for p in model.parameters()]
+
+    clean, touched = noisy_grads("touched")
+    untouched = clean[2].abs().sum(1) == 0
+    assert untouched.any()
+    assert torch.equal(touched[2][untouched], clean[2][untouched])
+    assert not torch.equal(touched[2][~untouched], clean[2][~untouched])
+    _, everywhere = noisy_grads("all")
+    assert not torch.equal(everywhere[2][untouched], clean[2][untouched])
+    _, again = noisy_grads("touched")
+    _, other_seed = noisy_grads("touched", seed=1)
+    assert torch.equal(again[2], touched[2]) and not torch.equal(other_seed[2], touched[2])
+
+
+def test_robustness_report_by_hand():
+    labels = np.array([1.0, 1.0, -1.0, -1.0])
+    clean = np.array([2.0, 0.5, -0.5, 0.3])
+    attacked = np.array([1.5, -0.2, -0.1, 0.8])
+    report = robustness_report(labels, clean, attacked)
+    assert report["flip_rate"] == 0.25
+    assert report["clean_error"] == 0.25 and report["adversarial_error"] == 0.5
+    assert report["mean_margin_clean"] == pytest.approx(np.mean([2.0, 0.5, 0.5, -0.3]))
+    assert report["inside_margin_adversarial"] == 0.75
+
+
+def test_adversarial_training_lowers_the_loss_under_attack():
+    X, y = planted_problem(n_rows=6000)
+    Xt, yt, Xv, yv = X[:5000], y[:5000], X[5000:], y[5000:]
+    alpha = 0.01
+    attacked_hinge = {}
+    for beta in (0.0, 1.0):
+        model = FMClassifier(k=4, beta=beta, alpha=alpha, **FAST).fit(Xt, yt)
+        clean, attacked = attacked_scores(model.model_, Xv, yv, model.make_attack(), hinge)
+        attacked_hinge[beta] = np.maximum(0, 1 - yv * attacked).mean()
+        assert np.mean(np.sign(clean) != yv) < 0.15  # both remain useful models
+    assert attacked_hinge[1.0] < 0.95 * attacked_hinge[0.0]
+
+
+def test_noisy_and_adversarial_only_training_still_learn():
+    X, y = planted_problem(n_rows=6000)
+    Xt, yt, Xv, yv = X[:5000], y[:5000], X[5000:], y[5000:]
+    for options in ({"grad_noise": 0.001}, {"adversarial_only": True, "alpha": 0.1}):
+        model = FMClassifier(k=4, **options, **FAST).fit(Xt, yt)
+        accuracy = np.mean(model.predict(Xv) == yv)
+        assert accuracy > 0.75, (options, accuracy)
+
+
+def test_same_seed_same_adversarial_noisy_model():
+    X, y = planted_problem(n_rows=1000)
+    options = {"beta": 0.5, "alpha": 0.05, "grad_noise": 0.01, **FAST, "epochs": 2}
+    a = FMClassifier(k=3, **options).fit(X, y)
+    b = FMClassifier(k=3, **options).fit(X, y)
+    assert torch.equal(a.model_.factors, b.model_.factors)
