@@ -103,7 +103,7 @@ def test_adversarial_training_lowers_the_loss_under_attack():
 def test_noisy_and_adversarial_only_training_still_learn():
     X, y = planted_problem(n_rows=6000)
     Xt, yt, Xv, yv = X[:5000], y[:5000], X[5000:], y[5000:]
-    for options in ({"grad_noise": 0.001}, {"adversarial_only": True, "alpha": 0.1}):
+    for options in ({"grad_noise": 0.001}, {"adversarial_only": True, "alpha": 0.01}):
         model = FMClassifier(k=4, **options, **FAST).fit(Xt, yt)
         accuracy = np.mean(model.predict(Xv) == yv)
         assert accuracy > 0.75, (options, accuracy)
