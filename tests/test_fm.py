@@ -44,7 +44,9 @@ def test_sparse_gradients_equal_dense_autograd(real):
         if path == "dense":
             # The dense twin of the penalty: x^2-weighted, row mean.
             x2 = batch.to_dense().square()
-            expected = (x2 @ (0.01 * model.linear.square() + 0.02 * model.factors.square().sum(1))).mean()
+            expected = (
+                x2 @ (0.01 * model.linear.square() + 0.02 * model.factors.square().sum(1))
+            ).mean()
             torch.testing.assert_close(penalty, expected)
     for sparse_grad, dense_grad in zip(*grads, strict=True):
         torch.testing.assert_close(sparse_grad, dense_grad, rtol=1e-5, atol=1e-6)

@@ -169,6 +169,20 @@ class FMClassifier:
         )
         return [noise] if self.grad_noise > 0 else []
 
+    def describe(self) -> str:
+        """A short name of the training method: plain, adversarial, gradient noise."""
+        if self.adversarial_only:
+            kind = f"adversarial-only ({self.attack}, alpha={self.alpha}, {self.support})"
+        elif self.beta > 0:
+            kind = (
+                f"adversarial ({self.attack}, beta={self.beta}, alpha={self.alpha}, {self.support})"
+            )
+        else:
+            kind = "plain"
+        if self.grad_noise > 0:
+            kind += f" + gradient noise (eta={self.grad_noise}, {self.grad_noise_rows} rows)"
+        return kind
+
     # -- learning -----------------------------------------------------------------
     def fit(
         self,

@@ -1,0 +1,585 @@
+"""The ``fmadv`` command line: one typer app, a sub-app per command group."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fmadv.attacks import ATTACKS, SUPPORTS
+from fmadv.data.cards import list_cards
+from fmadv.errors import ConfigError, FmadvError
+from fmadv.io import atomic_write
+from fmadv.training.loop import MONITORS, OPTIMIZERS, TrainConfig
+from fmadv.training.losses import LOSSES
+from fmadv.training.regularizers import NOISE_ROWS
+
+app = typer.Typer(
+    help="Robust factorization-machine recommenders.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(help="List, fetch, verify and describe datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+
+Loss = enum.Enum("Loss", {name: name for name in LOSSES}, type=str)
+Optimizer = enum.Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
+Monitor = enum.Enum("Monitor", {name: name for name in MONITORS}, type=str)
+AttackName = enum.Enum("AttackName", {name: name for name in ATTACKS}, type=str)
+Support = enum.Enum("Support", {name: name for name in SUPPORTS}, type=str)
+NoiseRows = enum.Enum("NoiseRows", {name: name for name in NOISE_ROWS}, type=str)
+DatasetName = enum.Enum("DatasetName", {card.name: card.name for card in list_cards()}, type=str)
+
+
+def user_errors(command):
+    """Report errors the user can fix as one line on stderr and exit with code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (FmadvError, OSError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="FMADV_DATA_DIR",
+        help="Folder holding dataset copies (one subfolder per dataset); "
+        "default: the download cache ~/.cache/fmadv.",
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+
+
+def _dataset_options(
+    fmt: str,
+    seed: int,
+    split: str | None,
+    side_features: str,
+    threshold: float | None,
+    train_from: str | None = None,
+) -> dict:
+    """The loader options that apply to a dataset format, from the CLI flags."""
+    if fmt == "synthetic":
+        return {"seed": seed}
+    if fmt == "movielens-100k":
+        options = {"seed": seed, "side_features": [s for s in side_features.split(",") if s]}
+        if split:
+            options["split"] = split
+        if threshold is not None:
+            options["threshold"] = threshold
+        return options
+    if fmt == "libfm":
+        return {"seed": seed, **({"train_from": train_from} if train_from else {})}
+    raise ConfigError(f"datasets of format {fmt!r} are not FM datasets")
+
+
+def load_rows(
+    dataset: str,
+    data_dir: Path | None,
+    seed: int,
+    split: str | None = None,
+    side_features: str = "",
+    threshold: float | None = None,
+    allow_real_valued: bool = False,
+    train_from: str | None = None,
+):
+    """Load a registered dataset's splits; returns (splits, options used)."""
+    from fmadv.data import get_card, load_dataset
+
+    card = get_card(dataset)
+    options = _dataset_options(card.format, seed, split, side_features, threshold, train_from)
+    if card.format == "libfm":
+        options["allow_real_valued"] = allow_real_valued
+    return load_dataset(dataset, data_dir, **options), options
+
+
+def _libfm(path: Path, n_features: int | None, allow_real_valued: bool):
+    from fmadv.data import read_libfm
+
+    return read_libfm(path, n_features=n_features, allow_real_valued=allow_real_valued)
+
+
+def metrics_table(
+    title: str, rows: dict[str, dict[str, float]], caption: str | None = None
+) -> Table:
+    """A rich table: one row per split, one column per metric."""
+    table = Table(title=title, caption=caption)
+    table.add_column("split")
+    metrics = list(next(iter(rows.values())))
+    for name in metrics:
+        table.add_column(name, justify="right")
+    for split_name, values in rows.items():
+        table.add_row(split_name, *(f"{values[m]:.4f}" for m in metrics))
+    return table
+
+
+@app.command()
+@user_errors
+def train(
+    dataset: Annotated[
+        DatasetName, typer.Option(help="Registered dataset (see `fmadv data list`).")
+    ] = DatasetName.synthetic,
+    train_file: Annotated[
+        Path | None,
+        typer.Option("--train", help="libFM file to train on instead of --dataset."),
+    ] = None,
+    valid_file: Annotated[
+        Path | None, typer.Option("--valid", help="libFM validation file (with --train).")
+    ] = None,
+    test_file: Annotated[
+        Path | None, typer.Option("--test", help="libFM test file (with --train).")
+    ] = None,
+    data_dir: DataDir = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="MovieLens split: random, temporal, or an official fold u1..u5, ua, ub."),
+    ] = None,
+    side_features: Annotated[
+        str,
+        typer.Option(
+            help="MovieLens side features, comma separated: genre, gender, age, occupation."
+        ),
+    ] = "",
+    threshold: Annotated[
+        float | None, typer.Option(help="MovieLens: ratings >= threshold are +1 (default 4).")
+    ] = None,
+    train_from: Annotated[
+        str | None,
+        typer.Option(
+            help="libFM datasets (frappe): the split file to train on, train or validation "
+            "(a partial copy without the train file trains on validation)."
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(help="Latent factors per feature.")] = 16,
+    loss: Annotated[Loss, typer.Option(help="Training loss.")] = Loss.hinge,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.adam,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Rows per mini-batch.")] = 4096,
+    reg_bias: Annotated[float, typer.Option(help="L2 on the global bias.")] = 0.0,
+    reg_linear: Annotated[float, typer.Option(help="L2 on active linear weights.")] = 1e-5,
+    reg_factors: Annotated[float, typer.Option(help="L2 on active factor rows.")] = 1e-5,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without gain; 0 never stops early.")
+    ] = 3,
+    monitor: Annotated[
+        Monitor, typer.Option(help="Validation metric for early stopping.")
+    ] = Monitor.auc,
+    seed: Annotated[int, typer.Option(help="Seed of data split, initialisation, batches.")] = 0,
+    beta: Annotated[
+        float,
+        typer.Option(help="Adversarial training: loss(x) + beta * loss(x_adv); 0 = plain FM."),
+    ] = 0.0,
+    alpha: Annotated[
+        float, typer.Option(help="Attack step in the unit box (FGSM: L-inf radius).")
+    ] = 0.003,
+    attack: Annotated[AttackName, typer.Option(help="Attack that makes x_adv.")] = AttackName.fgsm,
+    support: Annotated[
+        Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
+    ] = Support.all,
+    adversarial_only: Annotated[
+        bool, typer.Option(help="Train on loss(x_adv) alone (learning with an adversary).")
+    ] = False,
+    grad_noise: Annotated[
+        float, typer.Option(help="Gradient noise variance eta at step 0; 0 = none.")
+    ] = 0.0,
+    grad_noise_gamma: Annotated[
+        float, typer.Option(help="Noise variance decays as eta / (1 + t)^gamma.")
+    ] = 0.55,
+    grad_noise_rows: Annotated[
+        NoiseRows, typer.Option(help="Noise on the rows the batch touched, or on all rows.")
+    ] = NoiseRows.touched,
+    device: Device = "auto",
+    allow_real_valued: Annotated[
+        bool, typer.Option(help="Accept feature values other than 0/1.")
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
+    ] = Path("runs/fm"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
+) -> None:
+    """Train a factorization machine and save it with its feature map and metrics."""
+    from fmadv.models.classifier import FMClassifier
+
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer.value,
+        loss=loss.value,
+        reg_bias=reg_bias,
+        reg_linear=reg_linear,
+        reg_factors=reg_factors,
+        patience=patience,
+        monitor=monitor.value,
+        seed=seed,
+        device=device,
+    )
+    config.validate()
+    fields = {name: getattr(config, name) for name in vars(config) if name != "seed"}
+    model = FMClassifier(
+        k=k,
+        allow_real_valued=allow_real_valued,
+        beta=beta,
+        alpha=alpha,
+        attack=attack.value,
+        support=support.value,
+        adversarial_only=adversarial_only,
+        grad_noise=grad_noise,
+        grad_noise_gamma=grad_noise_gamma,
+        grad_noise_rows=grad_noise_rows.value,
+        random_state=seed,
+        **fields,
+    )
+    model.objective(), model.hooks()  # option errors before any data is read
+    if train_file is not None:
+        train_set = _libfm(train_file, None, allow_real_valued)
+        n = train_set.n_features
+        valid_set = _libfm(valid_file, n, allow_real_valued) if valid_file else None
+        test_set = _libfm(test_file, n, allow_real_valued) if test_file else None
+        data_info = {"files": {"train": str(train_file)}}
+    else:
+        splits, options = load_rows(
+            dataset.value,
+            data_dir,
+            seed,
+            split,
+            side_features,
+            threshold,
+            allow_real_valued,
+            train_from,
+        )
+        train_set, valid_set, test_set = splits.train, splits.valid, splits.test
+        data_info = {"dataset": dataset.value, "options": options}
+
+    eval_set = (valid_set.X, valid_set.y) if valid_set is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress(quiet) as progress:
+        task = progress.add_task(f"epoch 1/{epochs}", total=train_set.n_rows)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(task, completed=done)
+
+        def on_epoch(record: dict) -> None:
+            progress.console.print(_epoch_line(record))
+            if record["epoch"] < epochs:
+                progress.update(
+                    task, completed=0, description=f"epoch {record['epoch'] + 1}/{epochs}"
+                )
+
+        model.fit(
+            train_set.X,
+            train_set.y,
+            eval_set=eval_set,
+            log_path=out / "metrics.jsonl",
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    results = _evaluate_splits(model, {"train": train_set, "valid": valid_set, "test": test_set})
+    model.save(
+        out / "model.safetensors",
+        feature_map=train_set.feature_map,
+        extra={"data": data_info, "results": results},
+    )
+    summary = {
+        "model": model.describe(),
+        "data": data_info,
+        "params": model.get_params(),
+        "best_epoch": model.history_.best_epoch,
+        "results": results,
+    }
+    text = json.dumps(summary, indent=2) + "\n"
+    atomic_write(out / "summary.json", lambda temp: Path(temp).write_text(text))
+    if not quiet:
+        source = data_info.get("dataset", "libFM files")
+        console.print(metrics_table(f"FM k={k} on {source}", results, caption=model.describe()))
+        console.print(f"saved {out / 'model.safetensors'}")
+
+
+def _epoch_line(record: dict) -> str:
+    """One short line per epoch: the training loss and the validation metrics."""
+    parts = [f"epoch {record['epoch']:>3}", f"loss {record['train_loss']:.4f}"]
+    for name in ("auc", "accuracy", "hinge"):
+        if f"valid_{name}" in record:
+            parts.append(f"valid {name} {record[f'valid_{name}']:.4f}")
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def _evaluate_splits(model, datasets: dict) -> dict[str, dict[str, float]]:
+    from fmadv.metrics.classification import classification_report
+
+    return {
+        name: classification_report(ds.y, model.decision_function(ds.X))
+        for name, ds in datasets.items()
+        if ds is not None
+    }
+
+
+def _labelled_rows(model, input_file: Path | None, dataset, data_dir: Path | None):
+    """{name: Dataset} to evaluate a saved model on: a libFM file, or a dataset's test split
+    (by default the dataset and options the model was trained with)."""
+    if input_file is not None:
+        return {input_file.name: _libfm(input_file, model.n_features_in_, model.allow_real_valued)}
+    recorded = model.metadata_.get("data", {})
+    name = dataset.value if dataset is not None else recorded.get("dataset")
+    if name is None:
+        raise ConfigError("this model was trained on files: pass --input FILE")
+    options = recorded.get("options", {}) if name == recorded.get("dataset") else {}
+    from fmadv.data import load_dataset
+
+    test = load_dataset(name, data_dir, **options).test
+    if test.n_features != model.n_features_in_:
+        raise ConfigError(
+            f"{name} rows have {test.n_features} features, the model expects {model.n_features_in_}"
+        )
+    return {"test": test}
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Labelled libFM file to evaluate on.")
+    ] = None,
+    dataset: Annotated[
+        DatasetName | None,
+        typer.Option(help="Dataset to evaluate on (its test split); default: the model's own."),
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "cpu",
+) -> None:
+    """Accuracy, AUC, hinge and log loss of a saved model on labelled rows."""
+    from fmadv.models.classifier import FMClassifier
+
+    model = FMClassifier.load(model_path, device=device)
+    results = _evaluate_splits(model, _labelled_rows(model, input_file, dataset, data_dir))
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        console.print(metrics_table(str(model_path), results))
+
+
+@app.command()
+@user_errors
+def predict(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="libFM file, or CSV whose columns are the model's feature fields "
+            "(e.g. user,item; multi-valued fields joined with '|').",
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="CSV to write (score, label); default: standard output.")
+    ] = None,
+    device: Device = "cpu",
+) -> None:
+    """Score rows with a saved model."""
+    import pandas as pd
+
+    from fmadv.models.classifier import FMClassifier
+
+    model = FMClassifier.load(model_path, device=device)
+    if input_file.suffix.lower() == ".csv":
+        if model.feature_map_ is None:
+            raise ConfigError(f"{model_path} has no feature map; give a libFM file instead")
+        try:
+            frame = pd.read_csv(input_file, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+            raise ConfigError(f"{input_file}: not a readable CSV ({err})") from None
+        X = model.feature_map_.encode(frame)
+    else:
+        X = _libfm(input_file, model.n_features_in_, model.allow_real_valued).X
+    scores = model.decision_function(X)
+    result = pd.DataFrame({"score": scores, "label": np.where(scores > 0, 1, -1)})
+    if output is None:
+        result.to_csv(sys.stdout, index=False)
+    else:
+        atomic_write(output, lambda temp: result.to_csv(temp, index=False))
+
+
+@app.command()
+@user_errors
+def robustness(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
+    alpha: Annotated[float, typer.Option(help="Attack step for the summary table.")] = 0.003,
+    alphas: Annotated[
+        str, typer.Option(help="Comma-separated steps for the flip-rate curve.")
+    ] = "0,0.001,0.003,0.01,0.03,0.1",
+    attack: Annotated[
+        AttackName | None, typer.Option(help="Attack; default: the one the model trained with.")
+    ] = None,
+    support: Annotated[
+        Support | None, typer.Option(help="Features the attack may move; default: the model's.")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Labelled libFM file to attack.")
+    ] = None,
+    dataset: Annotated[
+        DatasetName | None,
+        typer.Option(help="Dataset whose test split to attack; default: the model's."),
+    ] = None,
+    data_dir: DataDir = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for robustness.json, flip_curve.csv and flip_curve.png."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "cpu",
+) -> None:
+    """Flip rate, adversarial error and margins of a saved model under attack, and the
+    flip rate as a function of alpha (CSV and PNG)."""
+    import pandas as pd
+
+    from fmadv.attacks.base import check_step
+    from fmadv.metrics.robustness import flip_curve
+    from fmadv.models.classifier import FMClassifier
+    from fmadv.plots import plot_flip_curves
+    from fmadv.training.losses import get_loss
+
+    try:
+        steps = [check_step(float(a)) for a in alphas.split(",") if a.strip()]
+    except ValueError:
+        raise ConfigError(f"--alphas must be comma-separated numbers, got {alphas!r}") from None
+    check_step(alpha)
+    model = FMClassifier.load(model_path, device=device)
+    if attack is not None:
+        model.attack = attack.value
+    support_name = support.value if support is not None else model.support
+    ((name, rows),) = _labelled_rows(model, input_file, dataset, data_dir).items()
+    loss_fn = get_loss(model.train_config().loss)
+
+    def make(step: float):
+        return model.make_attack(step, support_name)
+
+    summary = flip_curve(model.model_, rows.X, rows.y, make, [alpha], loss_fn)[0]
+    curve = flip_curve(model.model_, rows.X, rows.y, make, steps, loss_fn)
+    report = {
+        "model": str(model_path),
+        "rows": name,
+        "attack": model.attack,
+        "support": support_name,
+        **summary,
+    }
+    out = out or model_path.parent / "robustness"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        out / "robustness.json", lambda t: Path(t).write_text(json.dumps(report, indent=2))
+    )
+    atomic_write(out / "flip_curve.csv", lambda t: pd.DataFrame(curve).to_csv(t, index=False))
+    label = f"{model_path.parent.name} ({model.attack}, {support_name})"
+    plot_flip_curves(
+        {label: curve}, out / "flip_curve.png", title=f"{name}: flip rate against alpha"
+    )
+    if as_json:
+        typer.echo(json.dumps({**report, "curve": curve}, indent=2))
+        return
+    table = Table(title=f"{model_path} under {model.attack} ({support_name}), alpha={alpha}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(f"curve: {out / 'flip_curve.csv'}, plot: {out / 'flip_curve.png'}")
+
+
+@data_app.command("list")
+@user_errors
+def data_list(data_dir: DataDir = None) -> None:
+    """Registered datasets and whether a verified local copy exists."""
+    from fmadv.data import list_cards, resolve_data_dir, verify
+
+    root = resolve_data_dir(data_dir)
+    table = Table(title=f"datasets (data dir: {root})")
+    for column in ("name", "format", "local copy", "description"):
+        table.add_column(column)
+    for card in list_cards():
+        status = verify(card, root) if card.files else {}
+        if not status:
+            local = "not needed" if card.format == "synthetic" else "-"
+        elif all(s == "ok" for s in status.values()):
+            local = "ok"
+        else:
+            local = f"{sum(s == 'ok' for s in status.values())}/{len(status)} files ok"
+        table.add_row(card.name, card.format, local, card.description)
+    console.print(table)
+
+
+@data_app.command("fetch")
+@user_errors
+def data_fetch(
+    name: Annotated[DatasetName, typer.Argument(help="Dataset name.")], data_dir: DataDir = None
+) -> None:
+    """Download a dataset into the data dir, verifying every checksum."""
+    from fmadv.data import fetch, get_card, resolve_data_dir
+
+    card = get_card(name.value)
+    root = resolve_data_dir(data_dir)
+    fetch(card, root)
+    console.print(f"{card.name}: verified copy in {root / card.directory}")
+
+
+@data_app.command("verify")
+@user_errors
+def data_verify(
+    name: Annotated[DatasetName, typer.Argument(help="Dataset name.")], data_dir: DataDir = None
+) -> None:
+    """Check the local copy of a dataset against its card's checksums (exit 1 if not ok)."""
+    from fmadv.data import get_card, resolve_data_dir, verify
+
+    card = get_card(name.value)
+    status = verify(card, resolve_data_dir(data_dir))
+    for file_name, state in status.items():
+        typer.echo(f"{state:8s} {file_name}")
+    if any(state != "ok" for state in status.values()):
+        raise typer.Exit(1)
+
+
+@data_app.command("info")
+@user_errors
+def data_info(
+    name: Annotated[DatasetName, typer.Argument(help="Dataset name.")], data_dir: DataDir = None
+) -> None:
+    """A dataset's card (source, license, citation) and the state of its local copy."""
+    from fmadv.data import get_card, info, resolve_data_dir
+
+    details = info(get_card(name.value), resolve_data_dir(data_dir))
+    typer.echo(json.dumps(details, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,21 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """Folder of real dataset copies: ``$FMADV_DATA_DIR``, else ``../shared/data`` beside
+    the repository; the test is skipped when neither exists."""
+    env = os.environ.get("FMADV_DATA_DIR")
+    folder = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if not folder.is_dir():
+        pytest.skip(f"real datasets not available ({folder}); set FMADV_DATA_DIR to run")
+    return folder

@@ -1,0 +1,231 @@
+"""The command line, end to end, through typer's CliRunner."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmadv.cli import app
+from fmadv.data import write_libfm
+from tests.fm_helpers import planted_problem
+
+runner = CliRunner()
+QUICK = ["--epochs", "2", "--batch-size", "512", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2, one line on stderr naming the problem, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = invoke("train", "--out", out, "--seed", "3", *QUICK)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_model_log_and_summary(trained):
+    assert (trained / "model.safetensors").is_file()
+    lines = (trained / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "valid_auc" in json.loads(lines[0])
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["model"] == "plain"
+    assert summary["results"]["test"]["auc"] > 0.75
+
+
+def test_evaluate_predict_and_robustness_on_the_trained_model(trained, tmp_path):
+    result = invoke("evaluate", trained / "model.safetensors", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((trained / "summary.json").read_text())
+    assert json.loads(result.stdout)["test"]["auc"] == pytest.approx(
+        summary["results"]["test"]["auc"]
+    )
+
+    csv = tmp_path / "rows.csv"
+    csv.write_text("user,item,segment,category\n0,0,0,0\n3,7,1,2\n")
+    result = invoke("predict", trained / "model.safetensors", csv, "--output", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    scores = (tmp_path / "s.csv").read_text().splitlines()
+    assert scores[0] == "score,label" and len(scores) == 3
+
+    out = tmp_path / "rob"
+    result = invoke(
+        "robustness",
+        trained / "model.safetensors",
+        "--alphas",
+        "0,0.01,0.1",
+        "--out",
+        out,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [row["alpha"] for row in report["curve"]] == [0.0, 0.01, 0.1]
+    assert report["curve"][0]["flip_rate"] == 0.0  # alpha = 0 moves nothing
+    assert report["curve"][1]["flip_rate"] > 0  # a plain FM flips under all-feature FGSM
+    assert {p.name for p in out.iterdir()} == {
+        "robustness.json",
+        "flip_curve.csv",
+        "flip_curve.png",
+    }
+
+
+def test_train_on_libfm_files_and_predict_them(tmp_path):
+    X, y = planted_problem(n_rows=800)
+    write_libfm(tmp_path / "train.libfm", X[:600], y[:600])
+    write_libfm(tmp_path / "test.libfm", X[600:], y[600:])
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--train", tmp_path / "train.libfm", "--test", tmp_path / "test.libfm",
+        "--out", out, "--beta", "0.5", "--alpha", "0.01", *QUICK,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke("predict", out / "model.safetensors", tmp_path / "test.libfm")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 201
+    result = invoke("evaluate", out / "model.safetensors")
+    assert_user_error(result, "--input")
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("1 0:1 3:1\n-1 2:1 x:1\n", ["bad.libfm:2"]),
+        ("1 0:1\n7 2:1\n", ["bad.libfm:2", "label"]),
+        ("1 0:1\n-1 2:nan\n", ["bad.libfm:2"]),
+        ("1 0:1\n-1 2:0.5\n", ["bad.libfm:2", "--allow-real-valued"]),
+        ("", ["bad.libfm"]),
+    ],
+)
+def test_bad_training_files_fail_cleanly_and_write_nothing(tmp_path, content, fragments):
+    (tmp_path / "bad.libfm").write_text(content)
+    before = (tmp_path / "bad.libfm").read_bytes()
+    out = tmp_path / "run"
+    result = invoke("train", "--train", tmp_path / "bad.libfm", "--out", out, *QUICK)
+    assert_user_error(result, *fragments)
+    assert not out.exists()
+    assert (tmp_path / "bad.libfm").read_bytes() == before
+
+
+def test_real_valued_rows_train_with_the_flag(tmp_path):
+    (tmp_path / "real.libfm").write_text("1 0:0.5 1:1\n-1 2:1 3:0.25\n1 1:2 3:1\n-1 0:1 2:0.5\n")
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--train", tmp_path / "real.libfm", "--allow-real-valued", "--out", out, *QUICK
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_predict_rejects_unknown_features(trained, tmp_path):
+    (tmp_path / "wide.libfm").write_text("1 0:1 999999:1\n")
+    result = invoke("predict", trained / "model.safetensors", tmp_path / "wide.libfm")
+    assert_user_error(result, "wide.libfm:1", "999999")
+    (tmp_path / "rows.csv").write_text("user,item,segment,category\n99999,0,0,0\n")
+    result = invoke("predict", trained / "model.safetensors", tmp_path / "rows.csv")
+    assert_user_error(result, "99999")
+
+
+def test_truncated_and_foreign_model_files(trained, tmp_path):
+    data = (trained / "model.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:100])
+    assert_user_error(invoke("evaluate", tmp_path / "cut.safetensors"), "cut.safetensors")
+    (tmp_path / "text.safetensors").write_text("hello")
+    assert_user_error(
+        invoke("predict", tmp_path / "text.safetensors", "x.libfm"), "text.safetensors"
+    )
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--alpha", "1.5", "--beta", "0.5"], "alpha must lie in"),
+        (["--alpha", "-0.1"], "alpha must lie in"),
+        (["--beta", "-1"], "beta must be"),
+        (["--grad-noise", "-0.5"], "eta must be >= 0"),
+        (["--lr", "0"], "lr must be"),
+    ],
+)
+def test_bad_options_fail_before_training(tmp_path, options, fragment):
+    out = tmp_path / "run"
+    result = invoke("train", "--out", out, *options, *QUICK)
+    assert_user_error(result, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", [["--support", "some"], ["--dataset", "nope"]])
+def test_unknown_choices_are_usage_errors(option):
+    result = invoke("train", *option)
+    assert result.exit_code == 2 and option[1] in result.output
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (["train"], ["--beta", "--alpha", "--support", "--grad-noise", "--device", "--dataset"]),
+        (["evaluate"], ["--input", "--json"]),
+        (["predict"], ["INPUT", "--output"]),
+        (["robustness"], ["--alphas", "--support"]),
+        (["data", "fetch"], ["frappe", "mnist"]),
+    ],
+)
+def test_help_is_complete(command, expected):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    for fragment in expected:
+        assert fragment in result.output
+
+
+def test_data_commands_on_the_shared_copy(shared_data_dir):
+    result = invoke("data", "verify", "movielens-100k", "--data-dir", shared_data_dir)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok") == 21
+    result = invoke("data", "info", "movielens-100k", "--data-dir", shared_data_dir)
+    assert result.exit_code == 0 and "Harper" in result.output
+    result = invoke("data", "list", "--data-dir", shared_data_dir)
+    assert result.exit_code == 0 and "movielens-100k" in result.output
+
+
+def test_checksum_mismatch_is_reported(shared_data_dir, tmp_path):
+    copy = tmp_path / "ml-100k"
+    copy.mkdir()
+    for source in (shared_data_dir / "ml-100k").iterdir():
+        (copy / source.name).write_bytes(source.read_bytes())
+    with open(copy / "u.data", "ab") as handle:
+        handle.write(b"1\t1\t5\t0\n")
+    result = invoke("data", "verify", "movielens-100k", "--data-dir", tmp_path)
+    assert result.exit_code == 1 and "mismatch" in result.output
+    out = tmp_path / "run"
+    result = invoke("train", "--dataset", "movielens-100k", "--data-dir", tmp_path, "--out", out)
+    assert_user_error(result, "u.data")
+    assert not out.exists()
+
+
+def test_train_on_movielens(shared_data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--dataset", "movielens-100k", "--data-dir", shared_data_dir,
+        "--side-features", "genre,age", "--split", "u1", "--out", out, *QUICK,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["test"]["auc"] > 0.65
+    assert summary["data"]["options"]["split"] == "u1"
+    result = invoke("evaluate", out / "model.safetensors", "--data-dir", shared_data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test"]["auc"] == pytest.approx(
+        summary["results"]["test"]["auc"]
+    )
+    assert np.isfinite(summary["results"]["valid"]["hinge"])
