@@ -279,7 +279,8 @@ def train(
             progress.update(task, completed=done)
 
         def on_epoch(record: dict) -> None:
-            progress.console.print(_epoch_line(record))
+            if not quiet:
+                progress.console.print(_epoch_line(record))
             if record["epoch"] < epochs:
                 progress.update(
                     task, completed=0, description=f"epoch {record['epoch'] + 1}/{epochs}"
