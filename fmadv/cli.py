@@ -463,11 +463,14 @@ def robustness(
     device: Device = "cpu",
 ) -> None:
     """Flip rate, adversarial error and margins of a saved model under attack, and the
-    flip rate as a function of alpha (CSV and PNG)."""
+    flip rate as a function of alpha (CSV and PNG).
+
+    The line-search figures take, per row, the worst of the steps alpha * i / 8 along the
+    attack's direction: on an FM a full step can overshoot and land on the safe side."""
     import pandas as pd
 
     from fmadv.attacks.base import check_step
-    from fmadv.metrics.robustness import flip_curve
+    from fmadv.metrics.robustness import flip_curve, line_search_scores, robustness_report
     from fmadv.models.classifier import FMClassifier
     from fmadv.plots import plot_flip_curves
     from fmadv.training.losses import get_loss
@@ -488,6 +491,10 @@ def robustness(
         return model.make_attack(step, support_name)
 
     summary = flip_curve(model.model_, rows.X, rows.y, make, [alpha], loss_fn)[0]
+    clean, worst = line_search_scores(model.model_, rows.X, rows.y, make, alpha, loss_fn)
+    line_search = robustness_report(rows.y, clean, worst)
+    summary["line_search_flip_rate"] = line_search["flip_rate"]
+    summary["line_search_adversarial_error"] = line_search["adversarial_error"]
     curve = flip_curve(model.model_, rows.X, rows.y, make, steps, loss_fn)
     report = {
         "model": str(model_path),

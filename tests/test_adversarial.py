@@ -4,7 +4,7 @@ import torch
 
 from fmadv.attacks import FGSM
 from fmadv.errors import ConfigError
-from fmadv.metrics.robustness import attacked_scores, robustness_report
+from fmadv.metrics.robustness import attacked_scores, line_search_scores, robustness_report
 from fmadv.models.batch import SparseBatch
 from fmadv.models.classifier import FMClassifier
 from fmadv.models.fm_attack import adversarial_scores
@@ -115,3 +115,16 @@ def test_same_seed_same_adversarial_noisy_model():
     a = FMClassifier(k=3, **options).fit(X, y)
     b = FMClassifier(k=3, **options).fit(X, y)
     assert torch.equal(a.model_.factors, b.model_.factors)
+
+
+def test_line_search_is_never_weaker_than_its_full_step():
+    X, y = planted_problem(n_rows=600)
+    model = FMClassifier(k=3, **FAST).fit(X, y)
+    make = model.make_attack
+    full_clean, full = attacked_scores(model.model_, X, y, make(0.2), hinge)
+    clean, worst = line_search_scores(model.model_, X, y, make, 0.2, hinge, steps=4)
+    np.testing.assert_array_equal(clean, full_clean)
+    assert np.all(y * worst <= y * full + 1e-6)
+    half_clean, half = attacked_scores(model.model_, X, y, make(0.1), hinge)
+    assert np.all(y * worst <= y * half + 1e-6)  # the grid includes alpha / 2
+    assert np.any(y * worst < y * full - 1e-4)  # and it finds a worse step somewhere

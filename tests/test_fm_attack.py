@@ -49,9 +49,12 @@ ATTACKS = [
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: f"{a.name}-{a.alpha}-{a.support}")
 @pytest.mark.parametrize("n, k, seed", [(30, 4, 0), (200, 8, 1), (1000, 3, 2)])
 @pytest.mark.parametrize("loss_fn", [hinge, logistic, squared], ids=lambda f: f.__name__)
-def test_fast_attack_equals_dense_autograd(attack, n, k, seed, loss_fn, monkeypatch):
-    # Small tiles so that several tiles (and a ragged last one) are exercised.
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "recomputed"])
+def test_fast_attack_equals_dense_autograd(attack, n, k, seed, loss_fn, cache, monkeypatch):
+    # Small tiles so that several tiles (and a ragged last one) are exercised, with the
+    # backward pass reusing the forward's step values or recomputing them.
     monkeypatch.setattr(fm_attack, "TILE_ELEMENTS", 48 * 7)
+    monkeypatch.setattr(fm_attack, "CACHE_ELEMENTS", 1 << 30 if cache else 0)
     model, batch, labels = problem(n, k, seed)
     x_ref, scores_ref, grads_ref = reference(model, batch, labels, loss_fn, attack)
     model.zero_grad()

@@ -37,6 +37,34 @@ def attacked_scores(
     return np.concatenate(clean), np.concatenate(attacked)
 
 
+def line_search_scores(
+    model: FactorizationMachine,
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    make_attack,
+    alpha: float,
+    loss_fn: LossFn,
+    steps: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, worst attacked) scores over the steps alpha * i / steps, i = 1..steps.
+
+    On an FM the score after a step of size a along the attack's direction is a quadratic
+    in a: a large step can overshoot, so that the perturbed score ends on the safe side.
+    The row's worst margin y * y_hat over the step grid is an exact, cheap lower bound of
+    what a step of at most alpha along that direction does.
+    """
+    labels = np.asarray(y, np.float64)
+    clean, worst = None, None
+    for i in range(1, steps + 1):
+        scores, attacked = attacked_scores(model, X, y, make_attack(alpha * i / steps), loss_fn)
+        if worst is None:
+            clean, worst = scores, attacked
+        else:
+            worse = labels * attacked < labels * worst
+            worst = np.where(worse, attacked, worst)
+    return clean, worst
+
+
 def robustness_report(labels: np.ndarray, clean: np.ndarray, attacked: np.ndarray) -> dict:
     """Flip rate, error rates and margins before and after an attack.
 

@@ -33,6 +33,10 @@ from fmadv.training.losses import LossFn
 
 # Elements of one (batch x tile) block: 2^22 floats = 16 MiB in float32.
 TILE_ELEMENTS = 1 << 22
+# The forward pass keeps the tiles' step values for the backward pass (1 byte each for
+# the sign step) when all of them fit in this many elements; otherwise the backward pass
+# recomputes them, one product per tile, and memory stays O(batch * tile).
+CACHE_ELEMENTS = 1 << 26
 
 
 def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
@@ -105,6 +109,8 @@ class _AdversarialScores(torch.autograd.Function):
         # first = A @ [V, w, q] for the sign step; the L2 step keeps A^2 @ q apart.
         first = s.new_zeros(len(moving), k + 2)
         norm2 = s.new_zeros(n_rows)
+        cache = step.sign and len(moving) * V.shape[0] <= CACHE_ELEMENTS
+        rises = [] if cache else None
         if step.all_features and len(moving):
             norm2_moving = s.new_zeros(len(moving))
             for cols_j, lean in _tile_leans(V, w, signed_s):
@@ -114,6 +120,8 @@ class _AdversarialScores(torch.autograd.Function):
                 rise = step.rise_(lean)
                 if step.sign:
                     first += rise @ table
+                    if rises is not None:
+                        rises.append(rise.to(torch.bool))
                 else:
                     first[:, : k + 1] += rise @ table[:, : k + 1]
                     first[:, k + 1] += rise.square_() @ table[:, k + 1]
@@ -149,7 +157,7 @@ class _AdversarialScores(torch.autograd.Function):
         sq_adv = (c2_rows @ q[:, None])[:, 0] + alpha**2 * scale2 * dense_first[:, k + 1]
         scores = bias + lin_adv + 0.5 * (s_adv.square().sum(1) - sq_adv)
 
-        ctx.alpha, ctx.step = alpha, step
+        ctx.alpha, ctx.step, ctx.rises = alpha, step, rises
         ctx.c1_rows_t, ctx.c2_rows_t = c1_rows_t, c2_rows_t
         ctx.save_for_backward(factors, linear, signed_s, moving, s_adv, scale1, scale2)
         return scores
@@ -174,8 +182,16 @@ class _AdversarialScores(torch.autograd.Function):
                 ],
                 1,
             )
-            for cols_j, lean in _tile_leans(V, w, signed_s):
-                rise = step.rise_(lean)
+            if ctx.rises is not None:
+                tiles = zip(_tiles(V.shape[0], len(moving)), ctx.rises, strict=True)
+                tiles = ((cols_j, rise.to(V.dtype)) for cols_j, rise in tiles)
+            else:
+                # Rows with zero upstream gradient add nothing: recompute only the others.
+                needed = torch.nonzero(grad_scores[moving]).squeeze(1)
+                if len(needed) < len(moving):
+                    signed_s, tile_up = signed_s[needed], tile_up[needed]
+                tiles = ((cols_j, step.rise_(lean)) for cols_j, lean in _tile_leans(V, w, signed_s))
+            for cols_j, rise in tiles:
                 if step.sign:
                     back = rise.T @ tile_up
                 else:
