@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmadv.attacks import FGSM, L2Step
+from fmadv.attacks import APR, FGSM, L2Step
 from fmadv.models import fm_attack
 from fmadv.models.batch import SparseBatch
 from fmadv.models.fm_attack import adversarial_scores, dense_perturbation
@@ -108,3 +108,40 @@ def test_float32_fast_path_agrees_with_float64():
     batch64 = SparseBatch(rows, dtype=torch.float64)
     adv64 = adversarial_scores(model64, batch64, labels, hinge, attack)
     torch.testing.assert_close(adv32.detach().double(), adv64.detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("loss_fn", [hinge, logistic], ids=lambda f: f.__name__)
+def test_apr_equals_autograd_on_per_row_embeddings(loss_fn):
+    """APR against its definition: per row, autograd on a private copy of the table."""
+    model, batch, labels = problem(40, 4, seed=7, rows=12, active=4, scale=0.4)
+    eps = 0.3
+    fast_scores = adversarial_scores(model, batch, labels, loss_fn, APR(eps))
+    loss_fn(fast_scores, labels).mean().backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    x = batch.to_dense()
+    reference = []
+    for b in range(x.shape[0]):
+        active = torch.nonzero(x[b]).squeeze(1)
+        table = model.factors.detach().clone().requires_grad_(True)
+        score = (
+            model.bias
+            + x[b] @ model.linear
+            + 0.5 * ((x[b] @ table).square().sum() - x[b].square() @ table.square().sum(1))
+        )
+        (grad,) = torch.autograd.grad(loss_fn(score, labels[b]), table)
+        delta = torch.zeros_like(table)
+        g = grad[active]
+        if g.norm() > 0:
+            delta[active] = eps * g / g.norm()
+        moved = model.factors + delta
+        reference.append(
+            model.bias + x[b] @ model.linear
+            + 0.5 * ((x[b] @ moved).square().sum() - x[b].square() @ moved.square().sum(1))
+        )  # fmt: skip
+    reference = torch.stack(reference)
+    loss_fn(reference, labels).mean().backward()
+    torch.testing.assert_close(fast_scores.detach(), reference.detach(), rtol=1e-10, atol=1e-10)
+    for got, want in zip(fast_grads, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)

@@ -1,11 +1,12 @@
 """Attacks: one small file each, all behind :class:`~fmadv.attacks.base.Attack`."""
 
+from fmadv.attacks.apr import APR
 from fmadv.attacks.base import SUPPORTS, Attack, input_gradient
 from fmadv.attacks.fgsm import FGSM
 from fmadv.attacks.l2 import L2Step
 from fmadv.errors import ConfigError
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "l2": L2Step}
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "l2": L2Step, "apr": APR}
 
 
 def make_attack(name: str, alpha: float, support: str = "all") -> Attack:
@@ -15,4 +16,13 @@ def make_attack(name: str, alpha: float, support: str = "all") -> Attack:
     return ATTACKS[name](alpha=alpha, support=support)
 
 
-__all__ = ["ATTACKS", "FGSM", "SUPPORTS", "Attack", "L2Step", "input_gradient", "make_attack"]
+__all__ = [
+    "APR",
+    "ATTACKS",
+    "FGSM",
+    "SUPPORTS",
+    "Attack",
+    "L2Step",
+    "input_gradient",
+    "make_attack",
+]

@@ -15,6 +15,8 @@ O(batch * k + n * k + batch * tile).
 
 Both steps of the design are covered: the sign step (FGSM, e_j in {-1, 0, 1}) and the L2
 step (e = g / ||g||_2, with the norm over the supported coordinates before clipping).
+APR, which moves the active embeddings instead of the inputs, costs O(m k) per row and
+goes through autograd on the gathered embeddings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fmadv.attacks.apr import APR
 from fmadv.attacks.base import Attack
 from fmadv.attacks.fgsm import FGSM
 from fmadv.attacks.l2 import L2Step
@@ -222,7 +225,8 @@ def adversarial_scores(
         The FM, binary rows, their labels in {-1, +1}, and the per-row loss the attack
         ascends.
     attack
-        :class:`~fmadv.attacks.fgsm.FGSM` or :class:`~fmadv.attacks.l2.L2Step`.
+        :class:`~fmadv.attacks.fgsm.FGSM`, :class:`~fmadv.attacks.l2.L2Step` (exact tiled
+        path over the inputs) or :class:`~fmadv.attacks.apr.APR` (the active embeddings).
     clean_scores
         y_hat(x) when the caller has it already (saves one forward pass).
     """
@@ -230,14 +234,40 @@ def adversarial_scores(
         raise ConfigError(
             "the FM's exact attack needs binary rows; use attack.perturb on dense rows"
         )
-    step = _step_of(attack)
     if clean_scores is None:
         with torch.no_grad():
             clean_scores = model(batch)
     rho = loss_direction(clean_scores, labels, loss_fn).to(model.factors.dtype)
+    if isinstance(attack, APR):
+        return _apr_scores(model, batch, rho, float(attack.alpha))
+    step = _step_of(attack)
     return _AdversarialScores.apply(
         model.bias, model.linear, model.factors, batch, rho, float(attack.alpha), step
     )
+
+
+def _apr_scores(
+    model: FactorizationMachine, batch: SparseBatch, rho: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Scores with each row's active embeddings moved by eps * g / ||g|| (APR).
+
+    On a binary row, d y_hat / d V_j = s - V_j for an active j, so the loss gradient with
+    respect to the row's embeddings is rho * |slope| * (s - V_j); the norm over the row
+    cancels |slope|. The perturbation is a constant for the parameter gradients.
+    """
+    cols, row = batch.columns, batch.row_of_entry
+    embedded = model.factors[cols]  # (nnz, k), differentiable
+    with torch.no_grad():
+        s = torch.zeros(batch.n_rows, model.k, dtype=embedded.dtype, device=embedded.device)
+        s.index_add_(0, row, embedded)
+        direction = rho[row, None] * (s[row] - embedded)
+        norms = torch.zeros_like(rho).index_add_(0, row, direction.square().sum(1))
+        delta = eps * direction * norms.clamp_min(torch.finfo(s.dtype).tiny).rsqrt()[row, None]
+    moved = embedded + delta
+    s_adv = torch.zeros_like(s).index_add(0, row, moved)
+    sq_adv = torch.zeros_like(rho).index_add(0, row, moved.square().sum(1))
+    linear = torch.zeros_like(rho).index_add(0, row, model.linear[cols])
+    return model.bias + linear + 0.5 * (s_adv.square().sum(1) - sq_adv)
 
 
 def dense_perturbation(
