@@ -19,3 +19,7 @@ def shared_data_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"real datasets not available ({folder}); set FMADV_DATA_DIR to run")
     return folder
+
+
+# The small synthetic catalogue every recommender's contract tests run on.
+from tests.recommender_contract import interactions  # noqa: E402, F401

@@ -1,0 +1,88 @@
+"""Ranking with a trained factorization machine, without one input row per (user, item).
+
+With the features split into a user part x_u and an item part x_i (x = x_u + x_i),
+
+    y_hat(x) = [b + <w, x_u> + pair(x_u)] + [<w, x_i> + pair(x_i)] + <x_u V, x_i V>,
+
+where pair(z) = 1/2 (||z V||^2 - z^2 ||V||^2) are the interactions inside one side. So
+all scores of a block of users are a user vector, an item vector and one
+(users x k) @ (k x items) product; top-k selection follows in the base class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fmadv.errors import ConfigError
+from fmadv.models.batch import SparseBatch
+from fmadv.models.classifier import FMClassifier
+from fmadv.recommend.base import Recommender
+from fmadv.recommend.interactions import Interactions
+
+
+class FMRecommender(Recommender):
+    """Top-k recommendation from a fitted :class:`~fmadv.models.classifier.FMClassifier`.
+
+    ``fit`` does not train the FM: it checks that the model and the interactions share
+    one feature space and precomputes each user's and item's part of the score.
+
+    Parameters
+    ----------
+    model
+        A fitted classifier (its ``feature_map_``, when it has one, must equal the
+        interactions' feature map).
+    name
+        Label in reports.
+    """
+
+    def __init__(self, model: FMClassifier, name: str = "fm"):
+        self.model = model
+        self.name = name
+
+    def _fit(self, interactions: Interactions) -> None:
+        model = self.model
+        if interactions.user_features is None:
+            raise ConfigError("the FM recommender needs a dataset with a feature map")
+        if interactions.context_fields:
+            raise ConfigError(
+                "the FM recommender ranks items for users, but the fields "
+                f"{', '.join(interactions.context_fields)} depend on the context of each "
+                "interaction; score full rows with `fmadv predict` instead"
+            )
+        saved = getattr(model, "feature_map_", None)
+        if saved is not None and saved != interactions.feature_map:
+            raise ConfigError(f"{self.name} was trained on a different feature map than this data")
+        if model.n_features_in_ != interactions.feature_map.n_features:
+            raise ConfigError(
+                f"{self.name} expects {model.n_features_in_} features, the data has "
+                f"{interactions.feature_map.n_features}"
+            )
+        self.user_bias_, self.user_vectors_ = self._parts(interactions.user_features, True)
+        self.item_bias_, self.item_vectors_ = self._parts(interactions.item_features, False)
+
+    @torch.no_grad()
+    def _parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b + <w, z> + pair(z), z V) for every row z, the bias on the user side only."""
+        fm = self.model.model_
+        device = fm.bias.device
+        biases, vectors = [], []
+        for start in range(0, rows.shape[0], 65536):
+            batch = SparseBatch(rows[start : start + 65536], device)
+            biases.append(fm(batch) - (0 if with_bias else fm.bias))
+            vectors.append(batch.rows @ fm.factors)
+        return torch.cat(biases), torch.cat(vectors)
+
+    @torch.no_grad()
+    def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
+        self._check_fitted()
+        users = torch.as_tensor(np.asarray(user_ids, dtype=np.int64), device=self.user_bias_.device)
+        item_bias, item_vectors = self.item_bias_, self.item_vectors_
+        if items is not None:
+            chosen = torch.as_tensor(np.asarray(items, dtype=np.int64), device=item_bias.device)
+            item_bias, item_vectors = item_bias[chosen], item_vectors[chosen]
+        return torch.addmm(
+            self.user_bias_[users, None] + item_bias[None, :],
+            self.user_vectors_[users],
+            item_vectors.T,
+        )
