@@ -51,3 +51,46 @@ def test_context_fields_are_refused(shared_data_dir):
     model = FMClassifier(k=2, epochs=1).fit(splits.train.X[:100], splits.train.y[:100])
     with pytest.raises(ConfigError, match="depend on the context"):
         FMRecommender(model).fit(inter)
+
+
+class TestAttackedFMRecommender(RecommenderContract):
+    @pytest.fixture(autouse=True)
+    def _model(self, classifier, interactions):
+        self.base = FMRecommender(classifier).fit(interactions)
+
+    def make(self):
+        from fmadv.attacks import FGSM
+        from fmadv.recommend.stability import AttackedFMRecommender
+
+        return AttackedFMRecommender(self.base, FGSM(0.05))
+
+
+def test_attacked_scores_equal_the_attack_on_full_rows(classifier, interactions):
+    import torch
+
+    from fmadv.attacks import FGSM
+    from fmadv.models.batch import SparseBatch
+    from fmadv.models.fm_attack import adversarial_scores
+    from fmadv.recommend.stability import AttackedFMRecommender, stability
+    from fmadv.training.losses import logistic
+
+    base = FMRecommender(classifier).fit(interactions)
+    attack = FGSM(0.05)
+    attacked = AttackedFMRecommender(base, attack).fit().score(np.array([3, 9])).numpy()
+    items = np.arange(interactions.n_items)
+    for row, user in enumerate([3, 9]):
+        full = interactions.user_features[[user] * len(items)] + interactions.item_features[items]
+        batch = SparseBatch(full)
+        with torch.no_grad():
+            clean = classifier.model_(batch)
+            labels = torch.where(clean >= 0, 1.0, -1.0)
+            expected = adversarial_scores(classifier.model_, batch, labels, logistic, attack)
+        np.testing.assert_allclose(attacked[row], expected.numpy(), rtol=1e-5, atol=1e-5)
+        # Scores are pushed towards (and across) the boundary: the margin with respect to
+        # the model's own sign drops on average (a single step may overshoot on some rows).
+        sign = np.sign(clean.numpy())
+        assert np.mean(sign * attacked[row]) < np.mean(np.abs(clean.numpy())) - 0.1
+    _, _, overlap = stability(base, FGSM(0.0), np.arange(10), k=5)
+    assert np.all(overlap == 1.0)  # no attack, same lists
+    _, _, overlap = stability(base, FGSM(0.3), np.arange(10), k=5)
+    assert overlap.mean() < 1.0
