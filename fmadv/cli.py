@@ -525,6 +525,212 @@ def robustness(
     console.print(f"curve: {out / 'flip_curve.csv'}, plot: {out / 'flip_curve.png'}")
 
 
+COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage", "novelty",
+                         "own_preference", "stability")  # fmt: skip
+COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lower_own",
+                        "only_a_hit_rate", "only_b_hit_rate")  # fmt: skip
+
+
+def _frame_table(frame, title: str, columns) -> Table:
+    """A rich table of the DataFrame columns named (or prefixed) in ``columns``."""
+    shown = [c for c in frame.columns if any(c == w or c.startswith(w + " ") for w in columns)]
+    table = Table(title=title)
+    for column in shown:
+        table.add_column(column, justify="left" if frame[column].dtype == object else "right")
+    for _, row in frame.iterrows():
+        table.add_row(
+            *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in shown)
+        )
+    return table
+
+
+def _training_data(model, data_dir: Path | None):
+    """(dataset name, options, splits) a saved model was trained on."""
+    from fmadv.data import load_dataset
+
+    recorded = model.metadata_.get("data", {})
+    if "dataset" not in recorded:
+        raise ConfigError("this model was trained on libFM files; recommendation needs a dataset")
+    splits = load_dataset(recorded["dataset"], data_dir, **recorded.get("options", {}))
+    return recorded["dataset"], recorded.get("options", {}), splits
+
+
+def _item_titles(dataset: str, data_dir: Path | None):
+    """Item id -> title, for datasets that have titles (MovieLens)."""
+    if dataset != "movielens-100k":
+        return None
+    from fmadv.data import dataset_path, get_card, movielens_items
+
+    items = movielens_items(dataset_path(get_card(dataset), data_dir))
+    return dict(zip(items["item_id"], items["title"], strict=True))
+
+
+@app.command()
+@user_errors
+def recommend(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
+    users: Annotated[
+        str, typer.Option(help="Comma-separated raw user ids; default: every user.")
+    ] = "",
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    include_seen: Annotated[
+        bool, typer.Option(help="Allow items the user already has in the training data.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the lists to .csv, .parquet or .json; default: print them."),
+    ] = None,
+    data_dir: DataDir = None,
+    device: Device = "cpu",
+) -> None:
+    """Top-k items for users, from a saved FM (the dataset it was trained on gives the
+    catalogue, what each user has seen, and item titles when there are some)."""
+    import pandas as pd
+
+    from fmadv.models.classifier import FMClassifier
+    from fmadv.recommend import Interactions
+    from fmadv.recommend.fm import FMRecommender
+
+    suffix = output.suffix.lower() if output is not None else ""
+    if output is not None and suffix not in (".csv", ".parquet", ".json"):
+        raise ConfigError(f"--output must end in .csv, .parquet or .json, got {output.name}")
+    model = FMClassifier.load(model_path, device=device)
+    dataset, _, splits = _training_data(model, data_dir)
+    interactions = Interactions.from_splits(splits)
+    recommender = FMRecommender(model, model_path.parent.name).fit(interactions)
+    try:
+        raw_users = [int(u) for u in users.split(",") if u.strip()] or list(interactions.users)
+    except ValueError:
+        raise ConfigError(f"--users must be comma-separated integer ids, got {users!r}") from None
+    index = interactions.user_index(raw_users)
+    ids, scores = recommender.recommend(index, k=k, filter_seen=not include_seen)
+    ranks = np.tile(np.arange(1, k + 1), len(index))
+    valid = ids.ravel() >= 0
+    table = pd.DataFrame(
+        {
+            "user_id": np.repeat(raw_users, k)[valid],
+            "rank": ranks[valid],
+            "item_id": interactions.items[ids.ravel()[valid]],
+            "score": scores.ravel()[valid],
+        }
+    )
+    titles = _item_titles(dataset, data_dir)
+    if titles is not None:
+        table["title"] = table["item_id"].map(titles)
+    if output is None:
+        shown = table[table["user_id"].isin(raw_users[:20])]
+        rich_table = Table(title=f"top-{k} from {model_path}")
+        for column in shown.columns:
+            rich_table.add_column(column, justify="left" if column == "title" else "right")
+        for row in shown.itertuples(index=False):
+            rich_table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        console.print(rich_table)
+        if len(raw_users) > 20:
+            console.print(f"(first 20 of {len(raw_users)} users; --output writes them all)")
+        return
+    writers = {
+        ".csv": lambda t: table.to_csv(t, index=False),
+        ".parquet": lambda t: table.to_parquet(t, index=False),
+        ".json": lambda t: table.to_json(t, orient="records", indent=1),
+    }
+    atomic_write(output, writers[suffix])
+    console.print(f"{len(table)} recommendations for {len(raw_users)} users: {output}")
+
+
+@app.command("compare-topk")
+@user_errors
+def compare_topk_command(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MODELS...",
+            help="Model files (.safetensors) and baselines: popularity, random, als, bpr, itemknn.",
+        ),
+    ],
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.md, CSV, JSON and PNG plots.")
+    ] = Path("runs/compare-topk"),
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Model whose predicted preference scores every list; default: first FM."),
+    ] = None,
+    alphas: Annotated[
+        str,
+        typer.Option(help="FGSM steps for the stability of the FMs' lists (comma-separated)."),
+    ] = "0.0003,0.003",
+    support: Annotated[
+        Support, typer.Option(help="Features the stability attack moves.")
+    ] = Support.all,
+    stability_users: Annotated[
+        int, typer.Option(help="Users whose lists are attacked for the stability figure.")
+    ] = 200,
+    factors: Annotated[int, typer.Option(help="Latent factors of the ALS and BPR baselines.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the random and learned baselines.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Compare the top-k lists of FMs and baselines: ranking metrics, overlap, preference
+    scores, what each model alone suggests, and stability under attack."""
+    from fmadv.attacks import make_attack
+    from fmadv.attacks.base import check_step
+    from fmadv.models.classifier import FMClassifier
+    from fmadv.recommend import Interactions
+    from fmadv.recommend.baselines import BASELINES, make_baseline
+    from fmadv.recommend.compare import compare_topk, write_report
+    from fmadv.recommend.fm import FMRecommender
+
+    try:
+        steps = [check_step(float(a)) for a in alphas.split(",") if a.strip()]
+    except ValueError:
+        raise ConfigError(f"--alphas must be comma-separated numbers, got {alphas!r}") from None
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    loaded, baselines = {}, []
+    for entry in models:
+        if entry in BASELINES:
+            baselines.append(entry)
+            continue
+        path = Path(entry)
+        if not path.is_file():
+            raise ConfigError(
+                f"{entry}: neither a model file nor a baseline ({', '.join(BASELINES)})"
+            )
+        name = path.parent.name if path.name == "model.safetensors" else path.stem
+        while name in loaded:
+            name += "'"
+        loaded[name] = (path, FMClassifier.load(path))
+    if not loaded:
+        raise ConfigError("give at least one FM model file: it defines the dataset and split")
+    records = {name: m.metadata_.get("data") for name, (_, m) in loaded.items()}
+    first_name, (first_path, first_model) = next(iter(loaded.items()))
+    for name, record in records.items():
+        if record != records[first_name]:
+            raise ConfigError(
+                f"{name} and {first_name} were trained on different data or splits: "
+                f"{record} != {records[first_name]}"
+            )
+    dataset, _, splits = _training_data(first_model, data_dir)
+    interactions = Interactions.from_splits(splits)
+    recommenders = {
+        name: FMRecommender(m, name).fit(interactions) for name, (_, m) in loaded.items()
+    }
+    for name in baselines:
+        options = {"random_state": seed} if name in ("random", "als", "bpr") else {}
+        if name in ("als", "bpr"):
+            options["factors"] = factors
+        recommenders[name] = make_baseline(name, **options).fit(interactions)
+    attacks = {f"fgsm {support.value} {a:g}": make_attack("fgsm", a, support.value) for a in steps}
+    comparison = compare_topk(
+        recommenders, interactions, splits.test, k=k, judge=judge, attacks=attacks,
+        stability_users=stability_users,
+    )  # fmt: skip
+    written = write_report(comparison, out, title=f"Top-{k} comparison on {dataset}")
+    title = f"top-{k} on {dataset}: {len(comparison.users)} users"
+    console.print(_frame_table(comparison.models.reset_index(), title, COMPARE_MODEL_COLUMNS))
+    console.print(_frame_table(comparison.pairs, "pairs", COMPARE_PAIR_COLUMNS))
+    console.print("written: " + ", ".join(str(p) for p in written))
+
+
 @data_app.command("list")
 @user_errors
 def data_list(data_dir: DataDir = None) -> None:

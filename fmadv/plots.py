@@ -38,3 +38,47 @@ def plot_flip_curves(
     fig.tight_layout()
     atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
     plt.close(fig)
+
+
+def plot_overlap_histograms(
+    overlaps: Mapping[tuple[str, str], Sequence[float]], k: int, path
+) -> None:
+    """One histogram of per-user top-k overlap per pair of models."""
+    plt = _pyplot()
+    pairs = list(overlaps)
+    cols = min(3, len(pairs))
+    rows = (len(pairs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    bins = [(i - 0.5) / k for i in range(k + 2)]
+    for axis, pair in zip(axes.ravel(), pairs, strict=False):
+        axis.hist(overlaps[pair], bins=bins, color="tab:blue", alpha=0.8)
+        axis.set_title(f"{pair[0]} vs {pair[1]}", fontsize=9)
+        axis.set_xlabel(f"overlap of the top-{k} lists")
+        axis.set_ylabel("users")
+    for axis in axes.ravel()[len(pairs) :]:
+        axis.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_metric_bars(
+    models, path, metrics: Sequence[str] = ("ndcg", "recall", "hit_rate", "coverage", "stability")
+) -> None:
+    """Grouped bars: one group per metric, one bar per model (models: DataFrame by model)."""
+    import numpy as np
+
+    plt = _pyplot()
+    shown = [c for c in models.columns if any(c == m or c.startswith(m + " ") for m in metrics)]
+    fig, axis = plt.subplots(figsize=(2 + 1.6 * len(shown), 4))
+    width = 0.8 / max(len(models), 1)
+    for i, (name, row) in enumerate(models.iterrows()):
+        positions = np.arange(len(shown)) + i * width
+        axis.bar(positions, [row[m] for m in shown], width, label=str(name))
+    axis.set_xticks(np.arange(len(shown)) + width * (len(models) - 1) / 2, shown)
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from fmadv.data import make_synthetic
 from fmadv.errors import ConfigError
@@ -82,6 +83,13 @@ class RecommenderContract:
             fitted.recommend([interactions.n_users])
         with pytest.raises(ConfigError, match="not fitted"):
             self.make().recommend([0])
+
+    def test_scores_belong_to_the_caller(self, fitted):
+        users = np.arange(5)
+        first = fitted.score(users)
+        expected = first.clone()
+        first.fill_(-1.0)  # what recommend() does to filtered entries, in place
+        torch.testing.assert_close(fitted.score(users), expected)
 
     def test_same_seed_same_lists(self, interactions):
         a = self.make().fit(interactions).recommend(np.arange(20), k=self.K)

@@ -16,6 +16,8 @@ import torch
 from fmadv.errors import ConfigError
 from fmadv.recommend.interactions import Interactions
 
+BLOCK_SCORES = 1 << 22
+
 
 class Recommender(ABC):
     """Fit on :class:`Interactions`, then rank items for users (all ids are indices)."""
@@ -33,7 +35,11 @@ class Recommender(ABC):
 
     @abstractmethod
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
-        """Scores (len(user_ids) x n_items, or x len(items)); higher is better."""
+        """Scores (len(user_ids) x n_items, or x len(items)); higher is better.
+
+        The tensor belongs to the caller: :meth:`recommend` overwrites filtered entries in
+        place, so an implementation never returns a view of its own state.
+        """
 
     def recommend(
         self,
@@ -42,7 +48,7 @@ class Recommender(ABC):
         k: int = 10,
         filter_seen: bool = True,
         items=None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items for each user.
 
@@ -59,6 +65,9 @@ class Recommender(ABC):
             Never return an item of ``user_items`` for that user.
         items
             Candidate item indices; default: the whole catalogue.
+        batch_size
+            Users scored at once; default: blocks of about 2^22 scores (16 MiB), small
+            enough for the allocator to reuse one block instead of mapping fresh pages.
 
         Returns
         -------
@@ -89,10 +98,11 @@ class Recommender(ABC):
             position = np.full(n_items, -1, dtype=np.int64)
             position[candidates] = np.arange(len(candidates))
 
+        batch_size = batch_size or max(1, BLOCK_SCORES // n_candidates)
         all_ids, all_scores = [], []
         for start in range(0, len(users), batch_size):
             chunk = users[start : start + batch_size]
-            scores = self.score(chunk, candidates).to(torch.float32).cpu().clone()
+            scores = self.score(chunk, candidates).to(torch.float32).cpu()
             if filter_seen:
                 block = seen[chunk]
                 rows = np.repeat(np.arange(len(chunk)), np.diff(block.indptr))

@@ -58,8 +58,16 @@ class FMRecommender(Recommender):
                 f"{self.name} expects {model.n_features_in_} features, the data has "
                 f"{interactions.feature_map.n_features}"
             )
-        self.user_bias_, self.user_vectors_ = self._parts(interactions.user_features, True)
-        self.item_bias_, self.item_vectors_ = self._parts(interactions.item_features, False)
+        user_bias, user_vectors = self._parts(interactions.user_features, True)
+        item_bias, item_vectors = self._parts(interactions.item_features, False)
+        # [s_u, bias_u, 1] . [s_i, 1, bias_i] = <s_u, s_i> + bias_u + bias_i: one product
+        # gives whole scores, with no separate pass to add the biases.
+        self.user_table_ = torch.cat(
+            [user_vectors, user_bias[:, None], torch.ones_like(user_bias)[:, None]], 1
+        )
+        self.item_table_ = torch.cat(
+            [item_vectors, torch.ones_like(item_bias)[:, None], item_bias[:, None]], 1
+        )
 
     @torch.no_grad()
     def _parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,13 +84,11 @@ class FMRecommender(Recommender):
     @torch.no_grad()
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
         self._check_fitted()
-        users = torch.as_tensor(np.asarray(user_ids, dtype=np.int64), device=self.user_bias_.device)
-        item_bias, item_vectors = self.item_bias_, self.item_vectors_
+        device = self.user_table_.device
+        users = torch.as_tensor(np.asarray(user_ids, dtype=np.int64), device=device)
+        item_table = self.item_table_
         if items is not None:
-            chosen = torch.as_tensor(np.asarray(items, dtype=np.int64), device=item_bias.device)
-            item_bias, item_vectors = item_bias[chosen], item_vectors[chosen]
-        return torch.addmm(
-            self.user_bias_[users, None] + item_bias[None, :],
-            self.user_vectors_[users],
-            item_vectors.T,
-        )
+            item_table = item_table[
+                torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
+            ]
+        return self.user_table_[users] @ item_table.T

@@ -1,0 +1,111 @@
+"""Top-k for every user: fmadv's FM recommender against implicit's ALS ``recommend``.
+
+Both rank the whole catalogue for every user, drop the items each user has seen, and
+keep the top k, with the same number of factors, in the same run. The FM splits into a
+user part, an item part and one product; ALS scores with the product of its factors.
+
+Run:  python eval/bench/topk_throughput.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from implicit.cpu.als import AlternatingLeastSquares
+
+from fmadv.data.features import FeatureMap
+from fmadv.models.classifier import FMClassifier
+from fmadv.models.fm import FactorizationMachine
+from fmadv.recommend.fm import FMRecommender
+from fmadv.recommend.interactions import Interactions
+
+
+def one_hot_catalogue(n_users: int, n_items: int, seen_per_user: int, seed: int = 0):
+    """Interactions of a synthetic catalogue: one-hot users and items, random history."""
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n_users), seen_per_user)
+    cols = rng.integers(0, n_items, rows.size)
+    seen = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), (n_users, n_items))
+    seen.sum_duplicates()
+    seen.data[:] = 1
+    fmap = FeatureMap.from_categories({"user": range(n_users), "item": range(n_items)})
+    users_x = sp.csr_matrix(
+        (np.ones(n_users, np.float32), np.arange(n_users), np.arange(n_users + 1)),
+        (n_users, n_users + n_items),
+    )
+    items_x = sp.csr_matrix(
+        (np.ones(n_items, np.float32), n_users + np.arange(n_items), np.arange(n_items + 1)),
+        (n_items, n_users + n_items),
+    )
+    return Interactions(
+        np.arange(n_users), np.arange(n_items), seen, seen, None, fmap, users_x, items_x,
+        ("user",), ("item",),
+    )  # fmt: skip
+
+
+def random_classifier(n_features: int, k: int) -> FMClassifier:
+    classifier = FMClassifier(k=k)
+    classifier.model_ = FactorizationMachine(n_features, k, 0.1, torch.Generator().manual_seed(0))
+    classifier.n_features_in_ = n_features
+    return classifier
+
+
+def time_best(function, repeats: int) -> float:
+    function()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def compare(name: str, interactions: Interactions, classifier, k: int, factors: int, repeats: int):
+    users = np.arange(interactions.n_users)
+    fm = FMRecommender(classifier).fit(interactions)
+    als = AlternatingLeastSquares(factors=factors, iterations=1, random_state=0)
+    als.fit(interactions.liked, show_progress=False)
+    seen = interactions.seen
+    fm_seconds = time_best(lambda: fm.recommend(users, k=k), repeats)
+    als_seconds = time_best(lambda: als.recommend(users, seen, N=k), repeats)
+    size = f"{interactions.n_users:,} x {interactions.n_items:,}"
+    speed_up = als_seconds / fm_seconds
+    print(
+        f"| {name} | {size} | {factors} | {als_seconds:.3f} | {fm_seconds:.3f} | {speed_up:.2f}x |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    args = parser.parse_args()
+    print(f"# Top-{args.k} for every user, {os.cpu_count()} cores, torch {torch.__version__}\n")
+    print("| catalogue | users x items | factors | implicit ALS s | fmadv FM s | FM speed-up |")
+    print("|---|---:|---:|---:|---:|---:|")
+    if args.data_dir:
+        from fmadv.data import load_dataset
+
+        splits = load_dataset(
+            "movielens-100k", args.data_dir, side_features=["genre", "gender", "age", "occupation"]
+        )
+        interactions = Interactions.from_splits(splits)
+        classifier = random_classifier(splits.train.n_features, args.factors)
+        compare("MovieLens-100K (side features)", interactions, classifier, args.k, args.factors,
+                args.repeats)  # fmt: skip
+    interactions = one_hot_catalogue(args.users, args.items, seen_per_user=20)
+    classifier = random_classifier(args.users + args.items, args.factors)
+    compare("synthetic one-hot", interactions, classifier, args.k, args.factors, 1)
+
+
+if __name__ == "__main__":
+    main()
