@@ -533,10 +533,12 @@ COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lowe
 
 def _frame_table(frame, title: str, columns) -> Table:
     """A rich table of the DataFrame columns named (or prefixed) in ``columns``."""
+    from pandas.api.types import is_numeric_dtype
+
     shown = [c for c in frame.columns if any(c == w or c.startswith(w + " ") for w in columns)]
     table = Table(title=title)
     for column in shown:
-        table.add_column(column, justify="left" if frame[column].dtype == object else "right")
+        table.add_column(column, justify="right" if is_numeric_dtype(frame[column]) else "left")
     for _, row in frame.iterrows():
         table.add_row(
             *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in shown)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_numeric_dtype
 
 from fmadv.attacks.base import Attack
 from fmadv.data.dataset import Dataset
@@ -182,7 +183,7 @@ def compare_topk(
 def _markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = (
-        "|" + "|".join("---" if frame[c].dtype == object else "---:" for c in frame.columns) + "|"
+        "|" + "|".join("---:" if is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"
     )
     lines = [header, rule]
     for _, row in frame.iterrows():
