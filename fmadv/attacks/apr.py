@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fmadv.attacks.base import Attack, Bounds, RowLoss
+from fmadv.attacks.base import Attack, Bounds, Outputs, RowLoss
 from fmadv.errors import ConfigError
 
 
@@ -40,6 +40,12 @@ class APR(Attack):
             raise ConfigError(f"APR eps must be a number >= 0, got {self.alpha}")
 
     def perturb(
-        self, x: torch.Tensor, loss_fn: RowLoss, bounds: Bounds = (0.0, 1.0)
+        self,
+        x: torch.Tensor,
+        loss_fn: RowLoss,
+        bounds: Bounds = (0.0, 1.0),
+        *,
+        outputs_fn: Outputs | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise ConfigError("APR perturbs a model's embeddings, not its inputs; use it with an FM")

@@ -15,6 +15,9 @@ import torch
 from fmadv.errors import ConfigError
 
 RowLoss = Callable[[torch.Tensor], torch.Tensor]
+# Maps inputs to per-class outputs (batch x classes), for attacks that need more than
+# the loss (Huang et al.'s minimal-step attack linearises them).
+Outputs = Callable[[torch.Tensor], torch.Tensor]
 Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
 
 SUPPORTS = ("all", "active")
@@ -27,9 +30,27 @@ class Attack(ABC):
 
     @abstractmethod
     def perturb(
-        self, x: torch.Tensor, loss_fn: RowLoss, bounds: Bounds = (0.0, 1.0)
+        self,
+        x: torch.Tensor,
+        loss_fn: RowLoss,
+        bounds: Bounds = (0.0, 1.0),
+        *,
+        outputs_fn: Outputs | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The perturbed inputs; ``loss_fn(x)`` returns one loss per row."""
+        """The perturbed inputs.
+
+        Parameters
+        ----------
+        x
+            Inputs, batch first.
+        loss_fn
+            ``loss_fn(x)`` returns one loss per row: what the attack increases.
+        bounds
+            (low, high) of the valid input box, floats or tensors broadcastable to x.
+        outputs_fn, labels
+            Per-class outputs and the true classes, for attacks that need them.
+        """
 
 
 def input_gradient(x: torch.Tensor, loss_fn: RowLoss) -> torch.Tensor:

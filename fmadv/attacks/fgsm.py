@@ -16,6 +16,7 @@ import torch
 from fmadv.attacks.base import (
     Attack,
     Bounds,
+    Outputs,
     RowLoss,
     check_step,
     check_support,
@@ -46,7 +47,13 @@ class FGSM(Attack):
         check_support(self.support)
 
     def perturb(
-        self, x: torch.Tensor, loss_fn: RowLoss, bounds: Bounds = (0.0, 1.0)
+        self,
+        x: torch.Tensor,
+        loss_fn: RowLoss,
+        bounds: Bounds = (0.0, 1.0),
+        *,
+        outputs_fn: Outputs | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         step = torch.sign(input_gradient(x, loss_fn))
         if self.support == "active":

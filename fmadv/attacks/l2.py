@@ -15,6 +15,7 @@ import torch
 from fmadv.attacks.base import (
     Attack,
     Bounds,
+    Outputs,
     RowLoss,
     check_step,
     check_support,
@@ -45,7 +46,13 @@ class L2Step(Attack):
         check_support(self.support)
 
     def perturb(
-        self, x: torch.Tensor, loss_fn: RowLoss, bounds: Bounds = (0.0, 1.0)
+        self,
+        x: torch.Tensor,
+        loss_fn: RowLoss,
+        bounds: Bounds = (0.0, 1.0),
+        *,
+        outputs_fn: Outputs | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         grad = input_gradient(x, loss_fn)
         if self.support == "active":
