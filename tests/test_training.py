@@ -107,7 +107,8 @@ def test_bad_rows_and_labels_are_rejected():
         ({"optimizer": "rmsprop"}, "unknown optimizer"),
         ({"reg_factors": -0.1}, "reg_factors must be >= 0"),
         ({"loss": "cubic"}, "unknown loss"),
-        ({"momentum": 0.9}, "unknown options"),
+        ({"nesterov": True}, "unknown options"),
+        ({"momentum": -0.5}, "momentum must be >= 0"),
     ],
 )
 def test_bad_hyperparameters_fail_before_training(options, message):

@@ -13,14 +13,15 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from fmadv.errors import ConfigError
 from fmadv.metrics.classification import classification_report
@@ -48,6 +49,8 @@ class TrainConfig:
     reg_factors: float = 1e-5
     patience: int = 3
     monitor: str = "auc"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -62,7 +65,7 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be >= 1")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        for name in ("reg_bias", "reg_linear", "reg_factors"):
+        for name in ("reg_bias", "reg_linear", "reg_factors", "momentum", "weight_decay"):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
                 raise ConfigError(f"{name} must be >= 0, got {value}")
@@ -100,13 +103,13 @@ class History:
     best_value: float | None = None
 
 
-def make_optimizer(model: FactorizationMachine, config: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, decay = model.parameters(), config.weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=decay)
     if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr)
-    return torch.optim.SGD(params, lr=config.lr)
+        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
 
 
 def iterate_batches(
@@ -141,44 +144,54 @@ def predict_scores(
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
-def fit(
-    model: FactorizationMachine,
-    train: tuple[sp.csr_matrix, np.ndarray],
-    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
-    config: TrainConfig | None = None,
+BatchSource = Callable[[np.random.Generator, torch.device], Iterable[tuple[Any, torch.Tensor]]]
+Penalty = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def fit_loop(
+    model: nn.Module,
+    batches: BatchSource,
+    n_rows: int,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None,
+    config: TrainConfig,
     objective: Objective = clean_objective,
     hooks: Sequence[StepHook] = (),
+    penalty: Penalty | None = None,
     log_path: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> History:
-    """Train ``model`` in place and return its history.
+    """The training loop every model shares: the FM and the image classifiers.
 
     Parameters
     ----------
     model
-        The factorization machine; it is moved to the configured device.
-    train, valid
-        (rows, labels) with labels in {-1, +1}. With ``valid`` the loop reports
-        validation metrics each epoch, stops early after ``config.patience`` epochs
-        without improvement of ``config.monitor``, and restores the best weights.
-    config
-        Hyperparameters; defaults to :class:`TrainConfig()`.
-    objective, hooks
-        What a step minimises, and what runs between backward and the optimizer step.
+        Any module; it is moved to the configured device.
+    batches
+        ``batches(rng, device)`` yields one epoch of (inputs, labels); the loop's seeded
+        generator decides the order, so the same seed gives the same run.
+    n_rows
+        Rows per epoch, for progress.
+    evaluate
+        ``evaluate(model)`` -> validation metrics after each epoch (None: no validation,
+        no early stopping). ``config.monitor`` names the metric that stops early; the
+        best epoch's weights are restored at the end.
+    config, objective, hooks
+        Hyperparameters; what a step minimises; what runs between backward and the
+        optimizer step.
+    penalty
+        ``penalty(model, inputs)`` added to the loss (the FM's L2 on active rows).
     log_path
         JSON Lines file that receives one record per epoch.
     on_step, on_epoch
         Progress callbacks: ``on_step(rows_done, rows_total)`` and ``on_epoch(record)``.
     """
-    config = config or TrainConfig()
     config.validate()
     device = resolve_device(config.device)
     model.to(device)
     loss_fn = get_loss(config.loss)
     optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
-    X, y = train
     larger_is_better = MONITORS[config.monitor]
     history = History()
     best_state = None
@@ -191,24 +204,24 @@ def fit(
             started = time.perf_counter()
             model.train()
             total, rows_done = 0.0, 0
-            for batch, labels in iterate_batches(
-                X, y, config.batch_size, device, rng.permutation(X.shape[0])
-            ):
+            for inputs, labels in batches(rng, device):
                 optimizer.zero_grad(set_to_none=True)
-                loss = objective(model, batch, labels, loss_fn)
-                penalty = model.l2_penalty(batch, config.reg_linear, config.reg_factors)
-                (loss + penalty + config.reg_bias * model.bias.square()).backward()
+                loss = objective(model, inputs, labels, loss_fn)
+                extra = penalty(model, inputs) if penalty is not None else 0.0
+                (loss + extra).backward()
                 for hook in hooks:
                     hook(model, step)
                 optimizer.step()
                 step += 1
-                total += loss.item() * batch.n_rows
-                rows_done += batch.n_rows
+                total += loss.item() * len(labels)
+                rows_done += len(labels)
                 if on_step is not None:
-                    on_step(rows_done, X.shape[0])
+                    on_step(rows_done, n_rows)
             record = {"epoch": epoch, "train_loss": total / max(rows_done, 1)}
-            if valid is not None:
-                report = classification_report(valid[1], predict_scores(model, valid[0]))
+            if evaluate is not None:
+                model.eval()
+                with torch.no_grad():
+                    report = evaluate(model)
                 record.update({f"valid_{name}": value for name, value in report.items()})
             record["seconds"] = time.perf_counter() - started
             history.records.append(record)
@@ -217,7 +230,7 @@ def fit(
                 log.flush()
             if on_epoch is not None:
                 on_epoch(record)
-            if valid is None:
+            if evaluate is None:
                 continue
             value = record[f"valid_{config.monitor}"]
             improved = history.best_value is None or (
@@ -234,6 +247,42 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def fit(
+    model: FactorizationMachine,
+    train: tuple[sp.csr_matrix, np.ndarray],
+    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
+    config: TrainConfig | None = None,
+    objective: Objective = clean_objective,
+    hooks: Sequence[StepHook] = (),
+    log_path: str | Path | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> History:
+    """Train a factorization machine on CSR rows with :func:`fit_loop`.
+
+    ``train`` and ``valid`` are (rows, labels) with labels in {-1, +1}; validation
+    reports accuracy, AUC, hinge and log loss each epoch. The L2 penalty acts on the
+    rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
+    """
+    config = config or TrainConfig()
+    X, y = train
+
+    def batches(rng: np.random.Generator, device: torch.device):
+        return iterate_batches(X, y, config.batch_size, device, rng.permutation(X.shape[0]))
+
+    def evaluate(fm: nn.Module) -> dict[str, float]:
+        return classification_report(valid[1], predict_scores(fm, valid[0]))
+
+    def penalty(fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
+        l2 = fm.l2_penalty(batch, config.reg_linear, config.reg_factors)
+        return l2 + config.reg_bias * fm.bias.square()
+
+    return fit_loop(
+        model, batches, X.shape[0], evaluate if valid is not None else None, config,
+        objective, hooks, penalty, log_path, on_step, on_epoch,
+    )  # fmt: skip
 
 
 def config_dict(config: TrainConfig) -> dict:
