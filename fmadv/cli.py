@@ -19,6 +19,7 @@ from fmadv.attacks import ATTACKS, SUPPORTS
 from fmadv.data.cards import list_cards
 from fmadv.errors import ConfigError, FmadvError
 from fmadv.io import atomic_write
+from fmadv.models.fm_attack import FM_ATTACKS
 from fmadv.training.loop import MONITORS, OPTIMIZERS, TrainConfig
 from fmadv.training.losses import LOSSES
 from fmadv.training.regularizers import NOISE_ROWS
@@ -30,13 +31,19 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="List, fetch, verify and describe datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+image_app = typer.Typer(
+    help="LeNet and MLP image classifiers through the same attacks and training core.",
+    no_args_is_help=True,
+)
+app.add_typer(image_app, name="image")
 
 console = Console()
 
 Loss = enum.Enum("Loss", {name: name for name in LOSSES}, type=str)
 Optimizer = enum.Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
 Monitor = enum.Enum("Monitor", {name: name for name in MONITORS}, type=str)
-AttackName = enum.Enum("AttackName", {name: name for name in ATTACKS}, type=str)
+AttackName = enum.Enum("AttackName", {name: name for name in FM_ATTACKS}, type=str)
+ImageAttack = enum.Enum("ImageAttack", {name: name for name in ATTACKS if name != "apr"}, type=str)
 Support = enum.Enum("Support", {name: name for name in SUPPORTS}, type=str)
 NoiseRows = enum.Enum("NoiseRows", {name: name for name in NOISE_ROWS}, type=str)
 DatasetName = enum.Enum("DatasetName", {card.name: card.name for card in list_cards()}, type=str)
@@ -795,6 +802,240 @@ def data_info(
 
     details = info(get_card(name.value), resolve_data_dir(data_dir))
     typer.echo(json.dumps(details, indent=2, default=str))
+
+
+ImageModelName = enum.Enum("ImageModelName", {"lenet": "lenet", "mlp": "mlp"}, type=str)
+ImageDataset = enum.Enum("ImageDataset", {"mnist": "mnist", "cifar10": "cifar10"}, type=str)
+
+
+def _image_method_enum():
+    from fmadv.training.image import METHODS
+
+    return enum.Enum("ImageMethod", {m.replace("-", "_"): m for m in METHODS}, type=str)
+
+
+ImageMethod = _image_method_enum()
+
+
+@image_app.command("train")
+@user_errors
+def image_train(
+    model: Annotated[ImageModelName, typer.Option(help="Network.")] = ImageModelName.mlp,
+    dataset: Annotated[ImageDataset, typer.Option(help="Image dataset.")] = ImageDataset.mnist,
+    method: Annotated[
+        ImageMethod,
+        typer.Option(
+            help="Training method: normal, dropout, goodfellow, lwa, lwa-rep, augment, vat."
+        ),
+    ] = ImageMethod.normal,
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per mini-batch.")] = 100,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.sgd,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    attack: Annotated[
+        ImageAttack, typer.Option(help="Attack of the adversarial methods.")
+    ] = ImageAttack.l2,
+    norm: Annotated[
+        float,
+        typer.Option(
+            help="L2 budget of the training attack (sign attacks: norm / sqrt(pixels) per pixel)."
+        ),
+    ] = 1.5,
+    goodfellow_weight: Annotated[
+        float, typer.Option(help="goodfellow: weight a of the clean loss.")
+    ] = 0.5,
+    dropout: Annotated[float, typer.Option(help="dropout: rate in the MLP's hidden layers.")] = 0.5,
+    split: Annotated[
+        int | None, typer.Option(help="lwa-rep: block after which the representation is attacked.")
+    ] = None,
+    rep_norm: Annotated[
+        float, typer.Option(help="lwa-rep: L2 budget in the representation.")
+    ] = 1.0,
+    vat_eps: Annotated[float, typer.Option(help="vat: norm of the virtual perturbation.")] = 2.0,
+    labeled: Annotated[
+        int | None, typer.Option(help="vat: keep only this many training labels (semi-supervised).")
+    ] = None,
+    scale: Annotated[int, typer.Option(help="Divide pixels by 255 or 256.")] = 255,
+    subtract_mean: Annotated[bool, typer.Option(help="Subtract the mean training image.")] = False,
+    valid_size: Annotated[
+        int, typer.Option(help="Training images held out for validation.")
+    ] = 5000,
+    train_rows: Annotated[
+        int | None, typer.Option(help="Train on a seeded subset of this many images.")
+    ] = None,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping on validation accuracy; 0: off.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of split, initialisation, batches, attacks.")] = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    out: Annotated[Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl.")] = Path(
+        "runs/image"
+    ),
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a LeNet or MLP with one of the adversarial training methods."""
+    from fmadv.data.image_prep import load_image_dataset
+    from fmadv.training.image import ImageTrainConfig, train_image_classifier
+
+    config = ImageTrainConfig(
+        model=model.value, method=method.value, epochs=epochs, batch_size=batch_size, lr=lr,
+        optimizer=optimizer.value, momentum=momentum, dropout=dropout, attack=attack.value,
+        budget=norm, goodfellow_weight=goodfellow_weight, split=split, rep_budget=rep_norm,
+        vat_eps=vat_eps, labeled=labeled, patience=patience, seed=seed, device=device,
+    )  # fmt: skip
+    config.validate()
+    data = load_image_dataset(
+        dataset.value, data_dir, valid_size=valid_size, seed=seed, scale=scale,
+        subtract_mean=subtract_mean,
+    )  # fmt: skip
+    if train_rows is not None:
+        data = data.subset_train(train_rows, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress(quiet) as progress:
+        task = progress.add_task(f"epoch 1/{epochs}", total=len(data.train_x))
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        def on_epoch(record: dict) -> None:
+            if not quiet:
+                progress.console.print(
+                    f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  "
+                    f"valid accuracy {record.get('valid_accuracy', float('nan')):.4f}  "
+                    f"{record['seconds']:.1f}s"
+                )
+            if record["epoch"] < epochs:
+                progress.update(
+                    task, completed=0, description=f"epoch {record['epoch'] + 1}/{epochs}"
+                )
+
+        classifier = train_image_classifier(
+            data, config, log_path=out / "metrics.jsonl", on_step=on_step, on_epoch=on_epoch
+        )
+    classifier.save(out / "model.safetensors")
+    if not quiet:
+        console.print(f"saved {out / 'model.safetensors'}")
+
+
+def _image_test_rows(classifier, data_dir: Path | None, rows: int | None):
+    from fmadv.data.image_prep import load_image_dataset
+
+    data = load_image_dataset(
+        classifier.dataset, data_dir, valid_size=0, scale=classifier.scale,
+        subtract_mean=classifier.mean is not None,
+    )  # fmt: skip
+    x, y = data.test_x, data.test_y
+    if classifier.mean is not None:
+        # The test images take the mean image the model was trained with.
+        x = x + data.mean - classifier.mean
+    return (x[:rows], y[:rows]) if rows else (x, y)
+
+
+def _image_attacks(names: str, norm: float, pixels: int, pgd_steps: int):
+    from fmadv.attacks.base import check_budget
+    from fmadv.training.image import attack_for_budget
+
+    check_budget(norm)
+    attacks = {}
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name == "pgd":
+            attacks["pgd"] = attack_for_budget("pgd", norm, pixels, norm="l2", steps=pgd_steps)
+        elif name == "pgd-linf":
+            attacks[name] = attack_for_budget("pgd", norm, pixels, norm="linf", steps=pgd_steps)
+        elif name in ATTACKS and name != "apr":
+            attacks[name] = attack_for_budget(name, norm, pixels)
+        else:
+            raise ConfigError(
+                f"unknown image attack {name!r}; expected fgsm, l2, alpha, pgd, pgd-linf"
+            )
+    return attacks
+
+
+@image_app.command("evaluate")
+@user_errors
+def image_evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="An image model file.")],
+    attacks: Annotated[
+        str, typer.Option(help="Comma-separated: fgsm, l2, alpha, pgd (L2), pgd-linf.")
+    ] = "fgsm,l2,alpha,pgd",
+    norm: Annotated[
+        float, typer.Option(help="L2 budget of every attack (sign attacks: norm / sqrt(pixels)).")
+    ] = 1.5,
+    pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = 20,
+    rows: Annotated[int | None, typer.Option(help="Evaluate on the first N test images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "cpu",
+    data_dir: DataDir = None,
+) -> None:
+    """Accuracy and confidence of an image model, clean and under each attack (made
+    against the model being tested)."""
+    from fmadv.metrics.images import attack_report
+    from fmadv.training.image import ImageClassifier
+
+    classifier = ImageClassifier.load(model_path, device=device)
+    x, y = _image_test_rows(classifier, data_dir, rows)
+    pixels = int(np.prod(classifier.shape))
+    report = attack_report(
+        classifier.model, x, y, _image_attacks(attacks, norm, pixels, pgd_steps), classifier.bounds
+    )
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{model_path}: {len(y)} test images, L2 budget {norm}")
+    columns = list(next(iter(report.values())))
+    table.add_column("rows")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, values in report.items():
+        table.add_row(name, *(f"{values[c]:.4f}" for c in columns))
+    console.print(table)
+
+
+@image_app.command("curve")
+@user_errors
+def image_curve(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="An image model file.")],
+    attacks: Annotated[str, typer.Option(help="Comma-separated attacks.")] = "fgsm,l2,alpha",
+    norms: Annotated[
+        str, typer.Option(help="Comma-separated L2 budgets.")
+    ] = "0,0.5,1,1.5,2,2.5,3,3.5,4",
+    rows: Annotated[int | None, typer.Option(help="Use the first N test images.")] = 2000,
+    out: Annotated[Path | None, typer.Option(help="Folder for curve.csv and curve.png.")] = None,
+    device: Device = "cpu",
+    data_dir: DataDir = None,
+) -> None:
+    """Accuracy against the L2 norm of each attack (Huang et al.'s Figure 1), CSV + PNG."""
+    import pandas as pd
+
+    from fmadv.metrics.images import accuracy_curve
+    from fmadv.plots import plot_accuracy_curves
+    from fmadv.training.image import ImageClassifier, attack_for_budget
+
+    try:
+        budgets = [float(b) for b in norms.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--norms must be comma-separated numbers, got {norms!r}") from None
+    classifier = ImageClassifier.load(model_path, device=device)
+    x, y = _image_test_rows(classifier, data_dir, rows)
+    pixels = int(np.prod(classifier.shape))
+    _image_attacks(attacks, 1.0, pixels, 1)  # unknown names fail before any work
+    curves = {}
+    for name in (n.strip() for n in attacks.split(",") if n.strip()):
+        curves[name] = accuracy_curve(
+            classifier.model, x, y, lambda b, n=name: attack_for_budget(n, b, pixels), budgets,
+            classifier.bounds,
+        )  # fmt: skip
+    out = out or model_path.parent / "curve"
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame([{"attack": n, **p} for n, c in curves.items() for p in c])
+    atomic_write(out / "curve.csv", lambda t: frame.to_csv(t, index=False))
+    plot_accuracy_curves(
+        curves, out / "curve.png", title=f"{model_path.parent.name}: accuracy against L2 norm"
+    )
+    console.print(frame.pivot(index="budget", columns="attack", values="accuracy").to_string())
+    console.print(f"curve: {out / 'curve.csv'}, plot: {out / 'curve.png'}")
 
 
 if __name__ == "__main__":

@@ -37,15 +37,17 @@ def atomic_write(path: str | Path, write) -> None:
         raise
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict, kind: str = FORMAT
+) -> None:
     """Write ``tensors`` and the JSON-safe ``metadata`` to one safetensors file, atomically."""
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
+    header = {"format": kind, "format_version": FORMAT_VERSION, **metadata}
     payload = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     text = json.dumps(header, sort_keys=True)
     atomic_write(path, lambda temp: save_file(payload, temp, metadata={_METADATA_KEY: text}))
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def load_tensors(path: str | Path, kind: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by :func:`save_tensors`; :class:`ModelFileError` otherwise."""
     path = Path(path)
     if not path.is_file():
@@ -60,8 +62,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         header = json.loads(metadata[_METADATA_KEY])
     except (KeyError, json.JSONDecodeError):
         raise ModelFileError(f"{path}: a safetensors file, but not an fmadv model") from None
-    if header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
+    if header.get("format") != kind:
+        raise ModelFileError(f"{path}: format {header.get('format')!r}, expected {kind!r}")
     if header.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: written by a newer fmadv (format version {header['format_version']})"

@@ -82,3 +82,23 @@ def plot_metric_bars(
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_accuracy_curves(curves: Mapping[str, Sequence[dict]], path, title: str = "") -> None:
+    """Accuracy against the attack budget, one line per attack (or model)."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        axis.plot(
+            [p["budget"] for p in points], [p["accuracy"] for p in points], marker="o", label=label
+        )
+    axis.set_xlabel("L2 norm of the perturbation")
+    axis.set_ylabel("accuracy")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    if title:
+        axis.set_title(title)
+    fig.tight_layout()
+    atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
+    plt.close(fig)

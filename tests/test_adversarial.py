@@ -39,7 +39,7 @@ def test_mixed_objective_is_clean_plus_beta_times_adversarial():
         ({"beta": -1.0}, "beta must be"),
         ({"grad_noise": -0.1}, "eta must be >= 0"),
         ({"support": "some", "beta": 0.5}, "unknown perturbation support"),
-        ({"attack": "pgd", "beta": 0.5}, "unknown attack"),
+        ({"attack": "teleport", "beta": 0.5}, "unknown attack"),
         ({"grad_noise": 0.1, "grad_noise_rows": "few"}, "rows must be one of"),
     ],
 )

@@ -73,6 +73,14 @@ def check_support(support: str) -> str:
 
 
 def check_step(alpha: float) -> float:
+    """An L-inf step in a unit box: 0 <= alpha <= 1."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must lie in [0, 1] (inputs live in the unit box), got {alpha}")
+    return float(alpha)
+
+
+def check_budget(alpha: float) -> float:
+    """A norm budget: finite and >= 0 (an L2 norm may exceed 1)."""
+    if not alpha >= 0 or alpha == float("inf"):
+        raise ConfigError(f"the attack budget must be a finite number >= 0, got {alpha}")
     return float(alpha)

@@ -17,7 +17,7 @@ from fmadv.attacks.base import (
     Bounds,
     Outputs,
     RowLoss,
-    check_step,
+    check_budget,
     check_support,
     clip_to_box,
     input_gradient,
@@ -42,7 +42,7 @@ class L2Step(Attack):
     name = "l2"
 
     def __post_init__(self) -> None:
-        check_step(self.alpha)
+        check_budget(self.alpha)
         check_support(self.support)
 
     def perturb(

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.attacks import Attack, make_attack
+from fmadv.attacks.base import check_step
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.io import load_tensors, save_tensors
 from fmadv.metrics.robustness import attacked_scores, robustness_report
@@ -150,10 +151,12 @@ class FMClassifier:
         return TrainConfig(seed=self.random_state, **self.train_options)
 
     def make_attack(self, alpha: float | None = None, support: str | None = None) -> Attack:
-        """The attack these hyperparameters describe, optionally with another alpha/support."""
-        return make_attack(
-            self.attack, self.alpha if alpha is None else alpha, support or self.support
-        )
+        """The attack these hyperparameters describe, optionally with another alpha/support.
+
+        The FM's inputs live in the unit box, so alpha must lie in [0, 1] for every attack.
+        """
+        alpha = check_step(self.alpha if alpha is None else alpha)
+        return make_attack(self.attack, alpha, support or self.support)
 
     def objective(self) -> Objective:
         """Clean loss, or the adversarial objective when beta > 0 or adversarial_only."""

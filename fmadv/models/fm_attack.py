@@ -34,6 +34,9 @@ from fmadv.models.batch import SparseBatch
 from fmadv.models.fm import FactorizationMachine
 from fmadv.training.losses import LossFn
 
+# Attacks the FM scores exactly without a dense x_adv (the others need dense rows).
+FM_ATTACKS = ("fgsm", "l2", "apr")
+
 # Elements of one (batch x tile) block: 2^22 floats = 16 MiB in float32.
 TILE_ELEMENTS = 1 << 22
 # The forward pass keeps the tiles' step values for the backward pass (1 byte each for

@@ -1,4 +1,5 @@
-"""Margin losses for labels y in {-1, +1} and raw scores y_hat."""
+"""Per-row losses: margin losses for labels y in {-1, +1} and raw scores y_hat (the FM),
+and the softmax cross-entropy for class logits (the image models)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,17 @@ def squared(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (scores - labels).square()
 
 
-LOSSES: dict[str, LossFn] = {"hinge": hinge, "logistic": logistic, "squared": squared}
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-row softmax cross-entropy of class logits (batch x classes) and class indices."""
+    return F.cross_entropy(logits, labels.long(), reduction="none")
+
+
+LOSSES: dict[str, LossFn] = {
+    "hinge": hinge,
+    "logistic": logistic,
+    "squared": squared,
+    "cross_entropy": cross_entropy,
+}
 
 
 def get_loss(name: str) -> LossFn:

@@ -1,60 +1,213 @@
-"""Training objectives: what one step minimises.
+"""Training objectives: what one step minimises, for the FM and the image models alike.
 
 * clean: mean loss on the rows (:func:`fmadv.training.loop.clean_objective`);
-* mixed: loss(x) + beta * loss(x_adv), x_adv regenerated from the current model at every
-  step (Goodfellow et al. 2015; beta = 0.5 and alpha = 0.003 in the FM blog setting);
+* mixed: clean_weight * loss(x) + beta * loss(x_adv), x_adv regenerated from the current
+  model at every step. The FM blog uses 1 and beta = 0.5; Goodfellow et al. (2015) use
+  a and 1 - a;
 * adversarial only: loss(x_adv) alone (Nokland 2015; Huang et al. 2015, "learning with
-  an adversary").
+  an adversary", LWA);
+* representation: the same with the perturbation applied to a hidden representation
+  instead of the inputs (Huang et al.'s LWA_Rep);
+* virtual adversarial: KL divergence between the predictions at x and at x + r_adv, r_adv
+  found by power iteration, no labels needed (Miyato et al. 2016).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from fmadv.attacks.base import Attack
+from fmadv.attacks.base import Attack, Bounds
 from fmadv.errors import ConfigError
 from fmadv.models.batch import SparseBatch
-from fmadv.models.fm import FactorizationMachine
 from fmadv.models.fm_attack import adversarial_scores
 from fmadv.training.losses import LossFn
+
+UNBOUNDED: Bounds = (-math.inf, math.inf)
+
+
+def perturb_inputs(
+    attack: Attack,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: LossFn,
+    bounds: Bounds,
+    head=None,
+) -> torch.Tensor:
+    """``attack.perturb`` against ``model`` (or ``head``, the part after a split) with the
+    model's loss and softmax outputs: the one place an image model is attacked."""
+    forward = head if head is not None else model
+    return attack.perturb(
+        inputs,
+        lambda x: loss_fn(forward(x), labels),
+        bounds,
+        outputs_fn=lambda x: forward(x).softmax(1),
+        labels=labels,
+    )
+
+
+def _check_weights(beta: float, clean_weight: float) -> None:
+    for name, value in (("beta", beta), ("clean weight", clean_weight)):
+        if not value >= 0 or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a number >= 0, got {value}")
 
 
 @dataclass
 class AdversarialObjective:
-    """loss(x) + beta * loss(x_adv), or loss(x_adv) alone with ``adversarial_only``.
+    """clean_weight * loss(x) + beta * loss(x_adv), or loss(x_adv) alone.
 
     Parameters
     ----------
     attack
-        How x_adv is made from the current model (FGSM, L2 step); its gradient is taken
-        with respect to the same loss the model is trained on.
+        How x_adv is made from the current model; its gradient is taken with respect to
+        the same loss the model is trained on.
     beta
         Weight of the adversarial term, >= 0.
     adversarial_only
-        Train on the perturbed rows only.
+        Train on the perturbed rows only (LWA).
+    clean_weight
+        Weight of the clean term (Goodfellow et al.'s a; 1 in the FM blog).
+    bounds
+        Input box of dense inputs (the FM's sparse rows always live in [0, 1]).
     """
 
     attack: Attack
     beta: float = 0.5
     adversarial_only: bool = False
+    clean_weight: float = 1.0
+    bounds: Bounds = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if not self.beta >= 0 or not math.isfinite(self.beta):
-            raise ConfigError(f"beta must be a number >= 0, got {self.beta}")
+        _check_weights(self.beta, self.clean_weight)
 
     def __call__(
-        self,
-        model: FactorizationMachine,
-        batch: SparseBatch,
-        labels: torch.Tensor,
-        loss_fn: LossFn,
+        self, model: nn.Module, inputs, labels: torch.Tensor, loss_fn: LossFn
     ) -> torch.Tensor:
-        scores = model(batch)
-        adv = adversarial_scores(model, batch, labels, loss_fn, self.attack, scores.detach())
+        if isinstance(inputs, SparseBatch):
+            scores = model(inputs)
+            adv = adversarial_scores(model, inputs, labels, loss_fn, self.attack, scores.detach())
+        else:
+            x_adv = perturb_inputs(self.attack, model, inputs, labels, loss_fn, self.bounds)
+            adv = model(x_adv)
+            scores = None if self.adversarial_only else model(inputs)
         adversarial = loss_fn(adv, labels).mean()
         if self.adversarial_only:
             return adversarial
-        return loss_fn(scores, labels).mean() + self.beta * adversarial
+        return self.clean_weight * loss_fn(scores, labels).mean() + self.beta * adversarial
+
+
+@dataclass
+class RepresentationAdversarialObjective:
+    """Adversarial training on a hidden representation (Huang et al.'s LWA_Rep).
+
+    The model runs up to block ``split`` (``model.front``); the attack perturbs that
+    representation against the rest of the network (``model.back``), with no box. The
+    perturbation is a constant, so gradients reach the layers before the split too.
+
+    Parameters
+    ----------
+    attack
+        The attack on the representation (its budget is in representation units).
+    split
+        Block index of the split; None: the model's default (before its classifier).
+    beta, adversarial_only, clean_weight
+        As in :class:`AdversarialObjective`; LWA_Rep trains on the perturbed points only.
+    """
+
+    attack: Attack
+    split: int | None = None
+    beta: float = 1.0
+    adversarial_only: bool = True
+    clean_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_weights(self.beta, self.clean_weight)
+
+    def __call__(
+        self, model: nn.Module, inputs, labels: torch.Tensor, loss_fn: LossFn
+    ) -> torch.Tensor:
+        hidden = model.front(inputs, self.split)
+
+        def head(h: torch.Tensor) -> torch.Tensor:
+            return model.back(h, self.split)
+
+        moved = perturb_inputs(
+            self.attack, model, hidden.detach(), labels, loss_fn, UNBOUNDED, head
+        )
+        adversarial = loss_fn(head(hidden + (moved - hidden.detach())), labels).mean()
+        if self.adversarial_only:
+            return adversarial
+        return self.clean_weight * loss_fn(head(hidden), labels).mean() + self.beta * adversarial
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    norms = x.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return x / norms.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per row from log-probabilities."""
+    return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(1)
+
+
+@dataclass
+class VirtualAdversarialObjective:
+    """Virtual adversarial training (Miyato, Maeda, Koyama, Nakae, Ishii 2016).
+
+    loss = mean supervised loss over the labelled rows + weight * mean KL(p(x) || p(x + r)),
+    r = eps * d / ||d||, d found by ``iterations`` power iterations from a random
+    direction scaled by ``xi``. Rows labelled -1 count as unlabelled: they contribute the
+    smoothness term only, so a semi-supervised run needs no labels for most rows. r is
+    not clipped to the input box: it measures local smoothness, not a realisable input.
+
+    Parameters
+    ----------
+    eps
+        L2 norm of the virtual adversarial perturbation.
+    xi
+        Scale of the finite-difference step of the power iteration.
+    iterations
+        Power iterations (1 in the paper's experiments).
+    weight
+        Weight of the smoothness term.
+    seed
+        Seed of the random starting directions.
+    """
+
+    eps: float = 2.0
+    xi: float = 1e-6
+    iterations: int = 1
+    weight: float = 1.0
+    seed: int = 0
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.eps >= 0 or not self.xi > 0 or self.iterations < 1 or not self.weight >= 0:
+            raise ConfigError("VAT needs eps >= 0, xi > 0, iterations >= 1 and weight >= 0")
+
+    def __call__(
+        self, model: nn.Module, inputs, labels: torch.Tensor, loss_fn: LossFn
+    ) -> torch.Tensor:
+        logits = model(inputs)
+        labelled = labels >= 0
+        supervised = logits.new_zeros(())
+        if labelled.any():
+            supervised = loss_fn(logits[labelled], labels[labelled]).mean()
+        target = logits.detach().log_softmax(1)
+        if self._generator is None or self._generator.device != inputs.device:
+            self._generator = torch.Generator(inputs.device).manual_seed(self.seed)
+        direction = _unit_rows(
+            torch.randn(inputs.shape, generator=self._generator, device=inputs.device)
+        )
+        for _ in range(self.iterations):
+            probe = (self.xi * direction).requires_grad_(True)
+            divergence = _kl_rows(target, model(inputs + probe).log_softmax(1)).sum()
+            (gradient,) = torch.autograd.grad(divergence, probe)
+            direction = _unit_rows(gradient.detach())
+        smoothness = _kl_rows(target, model(inputs + self.eps * direction).log_softmax(1)).mean()
+        return supervised + self.weight * smoothness

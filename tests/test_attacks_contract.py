@@ -1,0 +1,221 @@
+"""What every registered input attack promises, on an MLP classifier and on the FM.
+
+Each entry of :data:`fmadv.attacks.ATTACKS` (and the non-default norms of those that
+have one) runs on both models, in the unit box and in a mean-subtracted box given as
+tensors: the perturbation stays within its budget and the result within the box, a zero
+budget changes nothing, the loss does not fall and neither does the error rate.
+
+PGD returns, per row, the best point it evaluated (the clean row included), so its loss
+is checked row by row; the single-step attacks follow a linearisation and are checked on
+the mean over the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from fmadv.attacks import ATTACKS, Attack
+from fmadv.errors import ConfigError
+from fmadv.training.losses import hinge
+from tests.fm_helpers import random_fm
+
+ALPHA = {"mlp": 0.05, "fm": 0.05}
+# Options beyond the registry defaults: every norm an attack offers is tested.
+VARIANTS = [(name, {}) for name in ATTACKS if name != "apr"] + [
+    ("pgd", {"norm": "l2"}),
+    ("alpha", {"norm": "linf"}),
+    ("alpha", {"norm": "l1"}),
+]
+# The norm of the budget of attacks that have no ``norm`` field.
+BUDGET_NORM = {"fgsm": "linf", "l2": "l2"}
+SINGLE_STEP = {"fgsm", "l2", "alpha"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The tensors here are tiny: a second intra-op thread only adds synchronisation,
+    # which costs milliseconds per op on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class Problem:
+    """A model's inputs, its box, and the loss / outputs / labels an attack is given."""
+
+    x: torch.Tensor
+    bounds: tuple[torch.Tensor | float, torch.Tensor | float]
+    loss_fn: object
+    outputs_fn: object
+    labels: torch.Tensor  # class indices, for outputs_fn
+    correct: object  # x -> bool per row
+
+
+def mlp_problem(box: str) -> Problem:
+    generator = torch.Generator().manual_seed(0)
+    model = random_mlp(generator)
+    raw = torch.rand(64, 12, generator=generator)
+    labels = model(raw).argmax(1)
+    # A quarter of the labels disagree with the model, so that clean accuracy is below 1
+    # and misclassified rows are exercised too.
+    flip = torch.arange(64) % 4 == 0
+    labels = torch.where(flip, (labels + 1) % 4, labels)
+    x, bounds = _boxed(raw, box)
+    offset = raw - x  # the model sees raw pixels whatever the box's origin
+
+    def loss_fn(rows):
+        return nn.functional.cross_entropy(model(rows + offset), labels, reduction="none")
+
+    return Problem(
+        x=x,
+        bounds=bounds,
+        loss_fn=loss_fn,
+        outputs_fn=lambda rows: model(rows + offset).softmax(1),
+        labels=labels,
+        correct=lambda rows: model(rows + offset).argmax(1) == labels,
+    )
+
+
+def random_mlp(generator: torch.Generator, sizes=(12, 24, 4)) -> nn.Module:
+    """A frozen tanh MLP whose weights come from ``generator`` (not the global seed)."""
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+    model = nn.Sequential(*layers[:-1]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) / p.shape[-1] ** 0.5 * 2)
+            p.requires_grad_(False)
+    return model
+
+
+def fm_problem(box: str) -> Problem:
+    generator = torch.Generator().manual_seed(1)
+    model = random_fm(30, 4, seed=1, scale=0.3)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    raw = (torch.rand(64, 30, generator=generator) < 0.2).float()
+    signs = torch.where(torch.rand(64, generator=generator) < 0.5, -1.0, 1.0)
+    x, bounds = _boxed(raw, box)
+    offset = raw - x
+
+    def scores(rows):
+        return model.forward_dense(rows + offset)
+
+    return Problem(
+        x=x,
+        bounds=bounds,
+        loss_fn=lambda rows: hinge(scores(rows), signs),
+        outputs_fn=lambda rows: torch.stack([-scores(rows), scores(rows)], 1),
+        labels=((signs + 1) / 2).long(),
+        correct=lambda rows: scores(rows) * signs > 0,
+    )
+
+
+def _boxed(raw: torch.Tensor, box: str):
+    """Inputs and box: [0, 1] as floats, or centred by the feature means as tensors."""
+    if box == "unit":
+        return raw, (0.0, 1.0)
+    mean = raw.mean(0)
+    return raw - mean, (-mean, 1 - mean)
+
+
+PROBLEMS = {"mlp": mlp_problem, "fm": fm_problem}
+
+
+def make(name: str, options: dict, alpha: float, support: str = "all") -> Attack:
+    return ATTACKS[name](alpha=alpha, support=support, **options)
+
+
+def run(attack: Attack, problem: Problem, x: torch.Tensor | None = None) -> torch.Tensor:
+    return attack.perturb(
+        problem.x if x is None else x,
+        problem.loss_fn,
+        problem.bounds,
+        outputs_fn=problem.outputs_fn,
+        labels=problem.labels,
+    )
+
+
+def budget_norm(name: str, attack: Attack) -> str:
+    return getattr(attack, "norm", None) or BUDGET_NORM[name]
+
+
+def row_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1)
+    return {"linf": flat.abs().amax(1), "l2": flat.norm(dim=1), "l1": flat.abs().sum(1)}[norm]
+
+
+variant_ids = [name + "".join(f"-{v}" for v in options.values()) for name, options in VARIANTS]
+cases = pytest.mark.parametrize("name, options", VARIANTS, ids=variant_ids)
+models = pytest.mark.parametrize("model", ["mlp", "fm"])
+boxes = pytest.mark.parametrize("box", ["unit", "centred"])
+supports = pytest.mark.parametrize("support", ["all", "active"])
+
+
+def test_every_registered_attack_is_covered():
+    assert {name for name, _ in VARIANTS} | {"apr"} == set(ATTACKS)
+    for name, options in VARIANTS:
+        budget_norm(name, make(name, options, 0.1))  # a KeyError names an undeclared norm
+
+
+def test_apr_has_no_input_perturbation():
+    problem = mlp_problem("unit")
+    with pytest.raises(ConfigError):
+        run(ATTACKS["apr"](alpha=0.1), problem)
+
+
+@cases
+@models
+@boxes
+@supports
+def test_budget_and_box(name, options, model, box, support):
+    problem = PROBLEMS[model](box)
+    attack = make(name, options, ALPHA[model], support)
+    x_adv = run(attack, problem)
+    assert x_adv.shape == problem.x.shape
+    assert torch.isfinite(x_adv).all()
+    norms = row_norms(x_adv - problem.x, budget_norm(name, attack))
+    assert (norms <= ALPHA[model] * (1 + 1e-5) + 1e-6).all(), norms.max()
+    low, high = (torch.as_tensor(b, dtype=x_adv.dtype) for b in problem.bounds)
+    assert (x_adv >= low - 1e-6).all() and (x_adv <= high + 1e-6).all()
+    if support == "active":
+        assert torch.equal(x_adv[problem.x == 0], problem.x[problem.x == 0])
+    assert (x_adv != problem.x).any(), "the attack moved nothing"
+
+
+@cases
+@models
+@boxes
+def test_zero_budget_changes_nothing(name, options, model, box):
+    problem = PROBLEMS[model](box)
+    assert torch.equal(run(make(name, options, 0.0), problem), problem.x)
+
+
+@cases
+@models
+@boxes
+def test_loss_and_error_do_not_improve(name, options, model, box):
+    problem = PROBLEMS[model](box)
+    x_adv = run(make(name, options, ALPHA[model]), problem)
+    with torch.no_grad():
+        clean, attacked = problem.loss_fn(problem.x), problem.loss_fn(x_adv)
+        if name in SINGLE_STEP:
+            assert attacked.mean() > clean.mean()
+        else:
+            assert (attacked >= clean - 1e-6).all()
+            assert attacked.mean() > clean.mean()
+        assert problem.correct(x_adv).sum() <= problem.correct(problem.x).sum()
+
+
+@cases
+def test_deterministic(name, options):
+    problem = mlp_problem("centred")
+    attack = make(name, options, ALPHA["mlp"])
+    assert torch.equal(run(attack, problem), run(attack, problem))

@@ -1,0 +1,67 @@
+"""The image commands end to end on real MNIST (skipped without the data)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fmadv.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def image_model(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("img")
+    result = runner.invoke(app, [
+        "image", "train", "--method", "goodfellow", "--epochs", "2", "--lr", "0.05",
+        "--train-rows", "5000",
+        "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out / "model.safetensors", shared_data_dir
+
+
+def test_evaluate_reports_every_attack(image_model):
+    path, data_dir = image_model
+    result = runner.invoke(app, ["image", "evaluate", str(path), "--rows", "300", "--json",
+                                 "--data-dir", str(data_dir), "--pgd-steps", "5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"clean", "fgsm", "l2", "alpha", "pgd"}
+    assert report["clean"]["correct"] > 0.8
+    for name in ("fgsm", "l2", "alpha", "pgd"):
+        assert report[name]["correct"] <= report["clean"]["correct"]
+    assert report["pgd"]["correct"] <= report["l2"]["correct"]
+
+
+def test_curve_writes_csv_and_png(image_model, tmp_path):
+    path, data_dir = image_model
+    result = runner.invoke(app, ["image", "curve", str(path), "--rows", "200", "--norms", "0,1,3",
+                                 "--attacks", "l2,fgsm", "--out", str(tmp_path),
+                                 "--data-dir", str(data_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    assert lines[0] == "attack,budget,accuracy" and len(lines) == 1 + 6
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--attacks", "fgsm,teleport"], "unknown image attack"),
+        (["--norm", "-1"], "budget"),
+    ],
+)
+def test_bad_evaluate_options(image_model, args, fragment):
+    path, data_dir = image_model
+    result = runner.invoke(app, ["image", "evaluate", str(path), "--rows", "10",
+                                 "--data-dir", str(data_dir), *args])  # fmt: skip
+    assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_train_rejects_bad_options_before_loading(tmp_path):
+    result = runner.invoke(app, ["image", "train", "--goodfellow-weight", "2",
+                                 "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code == 2 and "goodfellow_weight" in result.stderr
+    assert not (tmp_path / "x").exists()
