@@ -1,0 +1,230 @@
+"""The image papers' tables, side by side with the published figures.
+
+    python eval/image_tables.py huang-mlp    # Huang et al. Table 1: MLP, L2 budget 1.5
+    python eval/image_tables.py huang-lenet  # their Table 2 (LeNet) and Figure 1 (curves)
+    python eval/image_tables.py lenet-report # the LeNet report: FGSM, standard vs adversarial
+
+Every column is measured on the 10,000 MNIST test images; every attack is made against
+the model in that row, except "fixed": the adversarial test set made once from the
+normally trained network with Adv_Loss. PGD (L2, 20 steps, random start) is the column
+none of the source papers had. Results go to eval/results/images/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fmadv.attacks import FGSM
+from fmadv.data.image_prep import load_image_dataset
+from fmadv.metrics.images import accuracy_curve, adversarial_examples, attack_report
+from fmadv.plots import plot_accuracy_curves
+from fmadv.training.image import ImageTrainConfig, attack_for_budget, train_image_classifier
+
+HERE = Path(__file__).parent
+OUT = HERE / "results" / "images"
+PIXELS = 784
+
+# Huang et al. (2015), Table 1: Validation, Fixed, Adv_Loss_Sign, Adv_Loss, Adv_Alpha.
+HUANG_TABLE1 = {
+    "normal": (0.980, 0.314, 0.193, 0.091, 0.078),
+    "goodfellow": (0.987, 0.938, 0.923, 0.713, 0.701),
+    "lwa": (0.987, 0.962, 0.935, 0.860, 0.857),
+}
+# The LeNet report: share correct, clean and under FGSM.
+REPORT = {"standard": (0.9858, 0.0496), "adversarial": (0.9840, 0.8328)}
+
+
+def huang_attacks(budget: float, pgd_steps: int) -> dict:
+    return {
+        "adv_loss_sign": attack_for_budget("fgsm", budget, PIXELS),
+        "adv_loss": attack_for_budget("l2", budget, PIXELS),
+        "adv_alpha": attack_for_budget("alpha", budget, PIXELS),
+        "pgd": attack_for_budget("pgd", budget, PIXELS, norm="l2", steps=pgd_steps),
+    }
+
+
+def train(data, name: str, **options):
+    started = time.perf_counter()
+    classifier = train_image_classifier(data, ImageTrainConfig(**options))
+    seconds = time.perf_counter() - started
+    record = classifier.history.records[-1]
+    print(
+        f"{name}: {len(classifier.history.records)} epochs, valid accuracy "
+        f"{record.get('valid_accuracy', float('nan')):.4f}, {seconds:.0f} s",
+        flush=True,
+    )
+    return classifier
+
+
+def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
+    data = load_image_dataset("mnist", args.data_dir, valid_size=5000, seed=args.seed, scale=256)
+    test_x, test_y = data.test_x[: args.rows], data.test_y[: args.rows]
+    shared = {
+        "model": model,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "seed": args.seed,
+        "budget": args.budget,
+    }
+    classifiers = {name: train(data, name, **shared, **extra) for name, extra in methods.items()}
+    # The fixed set: made once from the normal network with Adv_Loss.
+    fixed = adversarial_examples(
+        classifiers["normal"].model,
+        test_x,
+        test_y,
+        attack_for_budget("l2", args.budget, PIXELS),
+        data.bounds,
+    )
+    rows = []
+    for name, classifier in classifiers.items():
+        report = attack_report(
+            classifier.model,
+            test_x,
+            test_y,
+            huang_attacks(args.budget, args.pgd_steps),
+            data.bounds,
+            fixed,
+        )
+        row = {"method": name, **{k: v["correct"] for k, v in report.items()}}
+        published = HUANG_TABLE1.get(name) if model == "mlp" else None
+        row["published"] = " / ".join(f"{v:.3f}" for v in published) if published else ""
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write(table, f"{tag}.md", f"{tag}.csv")
+    return classifiers
+
+
+def write(table: pd.DataFrame, md_name: str, csv_name: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    table.to_csv(OUT / csv_name, index=False)
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = (
+        "|" + "|".join("---:" if table[c].dtype.kind == "f" else "---" for c in table.columns) + "|"
+    )
+    lines = [header, rule]
+    for _, row in table.iterrows():
+        lines.append(
+            "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+        )
+    (OUT / md_name).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+def huang_mlp(args) -> None:
+    huang_table(
+        args,
+        "mlp",
+        {
+            "normal": {"method": "normal"},
+            "dropout": {"method": "dropout", "dropout": 0.5},
+            "goodfellow": {"method": "goodfellow", "attack": "fgsm", "goodfellow_weight": 0.5},
+            "lwa": {"method": "lwa", "attack": "l2"},
+            "lwa_rep": {"method": "lwa-rep", "attack": "l2", "rep_budget": args.budget},
+        },
+        "huang_table1_mlp",
+    )
+
+
+def huang_lenet(args) -> None:
+    classifiers = huang_table(
+        args,
+        "lenet",
+        {
+            "normal": {"method": "normal"},
+            "lwa": {"method": "lwa", "attack": "l2"},
+        },
+        "huang_table2_lenet",
+    )
+    data = load_image_dataset("mnist", args.data_dir, valid_size=5000, seed=args.seed, scale=256)
+    x, y = data.test_x[: args.curve_rows], data.test_y[: args.curve_rows]
+    norms = [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4]
+    curves = {}
+    for label, name in (("Adv_Loss_Sign", "fgsm"), ("Adv_Loss", "l2"), ("Adv_Alpha", "alpha")):
+        curves[label] = accuracy_curve(
+            classifiers["normal"].model,
+            x,
+            y,
+            lambda b, n=name: attack_for_budget(n, b, PIXELS),
+            norms,
+            data.bounds,
+        )
+    frame = pd.DataFrame([{"attack": k, **p} for k, c in curves.items() for p in c])
+    frame.to_csv(OUT / "huang_figure1_lenet.csv", index=False)
+    plot_accuracy_curves(
+        curves,
+        OUT / "huang_figure1_lenet.png",
+        title="Normally trained LeNet: accuracy against the L2 norm",
+    )
+    print(frame.pivot(index="budget", columns="attack", values="accuracy").to_string(), flush=True)
+
+
+def lenet_report(args) -> None:
+    data = load_image_dataset(
+        "mnist", args.data_dir, valid_size=5000, seed=args.seed, scale=255, subtract_mean=True
+    )
+    budget = args.eps * math.sqrt(PIXELS)  # the L2 norm of an eps sign step
+    shared = {
+        "model": "lenet",
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "seed": args.seed,
+        "attack": "fgsm",
+        "budget": budget,
+    }
+    classifiers = {
+        "standard": train(data, "standard", method="normal", **shared),
+        "adversarial": train(data, "adversarial", method="augment", **shared),
+    }
+    x, y = data.test_x[: args.rows], data.test_y[: args.rows]
+    attacks = {
+        "fgsm": FGSM(args.eps),
+        "pgd": attack_for_budget("pgd", budget, PIXELS, norm="linf", steps=args.pgd_steps),
+    }
+    rows = []
+    for name, classifier in classifiers.items():
+        report = attack_report(classifier.model, x, y, attacks, data.bounds)
+        for rows_name, values in report.items():
+            rows.append(
+                {
+                    "training": name,
+                    "rows": rows_name,
+                    **values,
+                    "published correct": REPORT[name][0 if rows_name == "clean" else 1]
+                    if rows_name != "pgd"
+                    else float("nan"),
+                }
+            )
+    write(pd.DataFrame(rows), "lenet_report.md", "lenet_report.csv")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=["huang-mlp", "huang-lenet", "lenet-report"])
+    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--budget", type=float, default=1.5, help="L2 budget (Huang's c)")
+    parser.add_argument("--eps", type=float, default=0.25, help="FGSM L-inf step (report)")
+    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=10_000, help="test images evaluated")
+    parser.add_argument("--curve-rows", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    {"huang-mlp": huang_mlp, "huang-lenet": huang_lenet, "lenet-report": lenet_report}[args.table](
+        args
+    )
+    print(json.dumps({"table": args.table, "seconds": round(time.perf_counter() - started)}))
+
+
+if __name__ == "__main__":
+    main()
