@@ -221,9 +221,18 @@ def train(
     out: Annotated[
         Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
     ] = Path("runs/fm"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run folder's checkpoint.safetensors, if there is one."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
 ) -> None:
-    """Train a factorization machine and save it with its feature map and metrics."""
+    """Train a factorization machine and save it with its feature map and metrics.
+
+    Runs on several processes under ``torchrun --nproc_per_node=N -m fmadv train ...``:
+    each process takes its shard of every batch, and the first one writes the files."""
     from fmadv.models.classifier import FMClassifier
 
     config = TrainConfig(
@@ -278,6 +287,8 @@ def train(
         data_info = {"dataset": dataset.value, "options": options}
 
     eval_set = (valid_set.X, valid_set.y) if valid_set is not None else None
+    main_process = _is_main_process()
+    quiet = quiet or not main_process
     out.mkdir(parents=True, exist_ok=True)
     with _progress(quiet) as progress:
         task = progress.add_task(f"epoch 1/{epochs}", total=train_set.n_rows)
@@ -300,7 +311,11 @@ def train(
             log_path=out / "metrics.jsonl",
             on_step=on_step,
             on_epoch=on_epoch,
+            checkpoint=out / "checkpoint.safetensors",
+            resume=resume,
         )
+    if not main_process:
+        return
     results = _evaluate_splits(model, {"train": train_set, "valid": valid_set, "test": test_set})
     model.save(
         out / "model.safetensors",
@@ -320,6 +335,13 @@ def train(
         source = data_info.get("dataset", "libFM files")
         console.print(metrics_table(f"FM k={k} on {source}", results, caption=model.describe()))
         console.print(f"saved {out / 'model.safetensors'}")
+
+
+def _is_main_process() -> bool:
+    """False in the processes of a ``torchrun`` group other than the first."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _epoch_line(record: dict) -> str:
@@ -873,6 +895,9 @@ def image_train(
     out: Annotated[Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl.")] = Path(
         "runs/image"
     ),
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the run folder's checkpoint, if there is one.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a LeNet or MLP with one of the adversarial training methods."""
@@ -892,6 +917,7 @@ def image_train(
     )  # fmt: skip
     if train_rows is not None:
         data = data.subset_train(train_rows, seed)
+    quiet = quiet or not _is_main_process()
     out.mkdir(parents=True, exist_ok=True)
     with _progress(quiet) as progress:
         task = progress.add_task(f"epoch 1/{epochs}", total=len(data.train_x))
@@ -912,8 +938,11 @@ def image_train(
                 )
 
         classifier = train_image_classifier(
-            data, config, log_path=out / "metrics.jsonl", on_step=on_step, on_epoch=on_epoch
-        )
+            data, config, log_path=out / "metrics.jsonl", on_step=on_step, on_epoch=on_epoch,
+            checkpoint=out / "checkpoint.safetensors", resume=resume,
+        )  # fmt: skip
+    if not _is_main_process():
+        return
     classifier.save(out / "model.safetensors")
     if not quiet:
         console.print(f"saved {out / 'model.safetensors'}")

@@ -198,6 +198,8 @@ def train_image_classifier(
     log_path: str | Path | None = None,
     on_step=None,
     on_epoch=None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> ImageClassifier:
     """Train ``config.model`` on ``data`` with ``config.method`` through :func:`fit_loop`."""
     config = config or ImageTrainConfig()
@@ -234,7 +236,8 @@ def train_image_classifier(
     rows = len(train_x) * (2 if config.method == "augment" else 1)
     history = fit_loop(
         model, epoch_batches, rows, evaluate, config.loop_config(), objective,
-        log_path=log_path, on_step=on_step, on_epoch=on_epoch,
+        log_path=log_path, on_step=on_step, on_epoch=on_epoch, checkpoint=checkpoint,
+        resume=resume,
     )  # fmt: skip
     model.eval()
     return ImageClassifier(

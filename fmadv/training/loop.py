@@ -27,7 +27,9 @@ from fmadv.errors import ConfigError
 from fmadv.metrics.classification import classification_report
 from fmadv.models.batch import SparseBatch
 from fmadv.models.fm import FactorizationMachine
+from fmadv.training.checkpoint import load_checkpoint, save_checkpoint
 from fmadv.training.device import resolve_device
+from fmadv.training.distributed import Distributed
 from fmadv.training.losses import LossFn, get_loss
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
@@ -160,6 +162,8 @@ def fit_loop(
     log_path: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> History:
     """The training loop every model shares: the FM and the image classifiers.
 
@@ -185,36 +189,63 @@ def fit_loop(
         JSON Lines file that receives one record per epoch.
     on_step, on_epoch
         Progress callbacks: ``on_step(rows_done, rows_total)`` and ``on_epoch(record)``.
+    checkpoint, resume
+        File that receives the whole training state after every epoch (written by the
+        first process only, atomically); with ``resume`` an existing one is loaded and
+        the run continues after its last epoch, as if it had never stopped.
+
+    Under ``torchrun`` each process trains on its shard of every global batch and the
+    gradients are summed across processes (see :mod:`fmadv.training.distributed`).
     """
     config.validate()
     device = resolve_device(config.device)
     model.to(device)
+    group = Distributed.from_environment(device)
     loss_fn = get_loss(config.loss)
     optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
     larger_is_better = MONITORS[config.monitor]
+    stateful = [*hooks, objective]
     history = History()
     best_state = None
-    epochs_without_gain = 0
-    step = 0
-    if log_path is not None:
+    epochs_without_gain, step, first_epoch, stopped = 0, 0, 1, False
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        progress, best_state, rng_state = load_checkpoint(checkpoint, model, optimizer, stateful)
+        rng.bit_generator.state = rng_state
+        history = History(progress["history"], progress["best_epoch"], progress["best_value"])
+        epochs_without_gain, step = progress["epochs_without_gain"], progress["step"]
+        first_epoch, stopped = progress["epoch"] + 1, progress["stopped"]
+    write_log = log_path is not None and group.is_main
+    if write_log:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") if log_path else contextlib.nullcontext() as log:
-        for epoch in range(1, config.epochs + 1):
+    mode = "a" if first_epoch > 1 else "w"
+    with open(log_path, mode, encoding="utf-8") if write_log else contextlib.nullcontext() as log:
+        for epoch in range(first_epoch, config.epochs + 1):
+            if stopped:
+                break
             started = time.perf_counter()
             model.train()
             total, rows_done = 0.0, 0
             for inputs, labels in batches(rng, device):
+                global_rows = len(labels)
+                inputs, labels = group.shard(inputs, labels)
                 optimizer.zero_grad(set_to_none=True)
-                loss = objective(model, inputs, labels, loss_fn)
-                extra = penalty(model, inputs) if penalty is not None else 0.0
-                (loss + extra).backward()
+                if len(labels):
+                    loss = objective(model, inputs, labels, loss_fn)
+                    extra = penalty(model, inputs) if penalty is not None else 0.0
+                    # Each process's mean, weighted by its share: the sum over processes
+                    # is the mean over the global batch.
+                    ((loss + extra) * (len(labels) / global_rows)).backward()
+                    local_total = loss.item() * len(labels)
+                else:
+                    local_total = 0.0
+                group.sum_gradients(model)
                 for hook in hooks:
                     hook(model, step)
                 optimizer.step()
                 step += 1
-                total += loss.item() * len(labels)
-                rows_done += len(labels)
+                total += group.sum(local_total)
+                rows_done += global_rows
                 if on_step is not None:
                     on_step(rows_done, n_rows)
             record = {"epoch": epoch, "train_loss": total / max(rows_done, 1)}
@@ -230,20 +261,27 @@ def fit_loop(
                 log.flush()
             if on_epoch is not None:
                 on_epoch(record)
-            if evaluate is None:
-                continue
-            value = record[f"valid_{config.monitor}"]
-            improved = history.best_value is None or (
-                value > history.best_value if larger_is_better else value < history.best_value
-            )
-            if improved:
-                history.best_epoch, history.best_value = epoch, value
-                best_state = copy.deepcopy(model.state_dict())
-                epochs_without_gain = 0
-            else:
-                epochs_without_gain += 1
-                if config.patience and epochs_without_gain >= config.patience:
-                    break
+            if evaluate is not None:
+                value = record[f"valid_{config.monitor}"]
+                best = history.best_value
+                if best is None or (value > best if larger_is_better else value < best):
+                    history.best_epoch, history.best_value = epoch, value
+                    best_state = copy.deepcopy(model.state_dict())
+                    epochs_without_gain = 0
+                else:
+                    epochs_without_gain += 1
+                    stopped = bool(config.patience) and epochs_without_gain >= config.patience
+            if checkpoint is not None and group.is_main:
+                progress = {
+                    "epoch": epoch, "step": step, "history": history.records,
+                    "best_epoch": history.best_epoch, "best_value": history.best_value,
+                    "epochs_without_gain": epochs_without_gain, "stopped": stopped,
+                }  # fmt: skip
+                save_checkpoint(
+                    checkpoint, model, optimizer, progress, best_state,
+                    rng.bit_generator.state, stateful,
+                )  # fmt: skip
+            group.barrier()
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
@@ -259,6 +297,8 @@ def fit(
     log_path: str | Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> History:
     """Train a factorization machine on CSR rows with :func:`fit_loop`.
 
@@ -281,7 +321,7 @@ def fit(
 
     return fit_loop(
         model, batches, X.shape[0], evaluate if valid is not None else None, config,
-        objective, hooks, penalty, log_path, on_step, on_epoch,
+        objective, hooks, penalty, log_path, on_step, on_epoch, checkpoint, resume,
     )  # fmt: skip
 
 

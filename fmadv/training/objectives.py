@@ -186,6 +186,15 @@ class VirtualAdversarialObjective:
     seed: int = 0
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The direction generator's state, so that a resumed run draws the same directions."""
+        return {} if self._generator is None else {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "generator" in state:
+            self._generator = torch.Generator().manual_seed(self.seed)
+            self._generator.set_state(state["generator"])
+
     def __post_init__(self) -> None:
         if not self.eps >= 0 or not self.xi > 0 or self.iterations < 1 or not self.weight >= 0:
             raise ConfigError("VAT needs eps >= 0, xi > 0, iterations >= 1 and weight >= 0")

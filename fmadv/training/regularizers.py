@@ -49,6 +49,15 @@ class GradientNoise:
         if self.rows not in NOISE_ROWS:
             raise ConfigError(f"gradient noise rows must be one of {NOISE_ROWS}, got {self.rows!r}")
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The noise generator's state, so that a resumed run draws the same noise."""
+        return {} if self._generator is None else {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "generator" in state:
+            self._generator = torch.Generator().manual_seed(self.seed)
+            self._generator.set_state(state["generator"])
+
     def std(self, step: int) -> float:
         return math.sqrt(self.eta / (1 + step) ** self.gamma)
 

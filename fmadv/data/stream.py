@@ -1,0 +1,852 @@
+"""Interaction logs too large for memory, read lazily and streamed as CSR batches.
+
+A log is a Parquet or CSV file with one row per interaction (user, item, side fields,
+a rating or a label). Three pieces turn it into training batches without ever holding
+the whole log:
+
+- :func:`stream_feature_map` finds the distinct values of every field in one streaming
+  pass of the polars engine and returns the same :class:`FeatureMap` that
+  :meth:`FeatureMap.fit` would learn from the whole table (save it with the model: a
+  later log is encoded against it).
+- :class:`StreamingLog` reads the log chunk by chunk (pyarrow for Parquet, the polars
+  streaming engine for CSV), encodes each chunk to float32 CSR rows with labels in
+  {-1, +1}, and serves mini-batches, optionally through a seeded shuffle buffer.
+  :meth:`StreamingLog.batch_source` plugs it into :func:`fmadv.training.loop.fit_loop`.
+- :func:`write_synthetic_log` writes a planted-FM interaction log of any size in bounded
+  memory, for tests and for the memory benchmark (``eval/bench/streaming_memory.py``).
+
+Memory is bounded by the chunk size, the shuffle buffer and the size of the feature
+map, not by the number of rows in the log.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+import torch
+
+from fmadv.data.features import (
+    FeatureMap,
+    Field,
+    _binary_labels,
+    _is_collection,
+    _scalar_str,
+    _to_strings,
+)
+from fmadv.errors import ConfigError, DataError
+from fmadv.models.batch import SparseBatch
+
+SUFFIXES = (".parquet", ".csv")
+
+# CSV column types are inferred from this many leading rows. Polars' default (100) lets a
+# column that looks numeric at the top fail half-way through a long log; a scan that
+# reads further costs one larger read at open time.
+_CSV_INFER_ROWS = 10_000
+
+# Bytes read from a Parquet file at a time. Together with pre_buffer=False this makes
+# pyarrow decode a row group page by page: with its default (pre_buffer=True) every
+# column chunk of a row group is fetched whole and, measured on pyarrow 26,
+# ``iter_batches`` memory then grows with the number of row groups read.
+_PARQUET_BUFFER = 1 << 20
+
+_READ_ERRORS = (pl.exceptions.PolarsError, pa.ArrowException, OSError)
+
+_NO_FEATURE = -2  # code of a missing value (activates nothing), beside -1 = unknown
+
+
+# -- opening a log ---------------------------------------------------------------------
+
+
+def _log_path(path: str | Path) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"unsupported log format {path.suffix or '(no suffix)'!r}; "
+            f"expected one of {', '.join(SUFFIXES)}",
+            path,
+        )
+    if not path.exists():
+        raise DataError("no such file", path)
+    if not path.is_file():
+        raise DataError("not a file", path)
+    return path
+
+
+def scan_log(path: str | Path) -> pl.LazyFrame:
+    """Open an interaction log lazily: nothing is read until a query runs.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet`` or ``.csv`` file (CSV with a header row).
+
+    Returns
+    -------
+    polars.LazyFrame
+        ``pl.scan_parquet`` / ``pl.scan_csv`` of the file.
+
+    Raises
+    ------
+    DataError
+        Missing file, unsupported suffix, or a file polars cannot open.
+    """
+    path = _log_path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pl.scan_parquet(path)
+        return pl.scan_csv(path, infer_schema_length=_CSV_INFER_ROWS)
+    except _READ_ERRORS as err:
+        raise DataError(f"cannot open log: {err}", path) from None
+
+
+def _schema(lf: pl.LazyFrame, path: Path) -> pl.Schema:
+    try:
+        return lf.collect_schema()
+    except _READ_ERRORS as err:
+        # An empty CSV file (no header) lands here as NoDataError.
+        raise DataError(
+            f"cannot read the log's columns ({type(err).__name__}: {err})", path
+        ) from None
+
+
+def _read_error(err: Exception, path: Path) -> DataError:
+    # Polars and pyarrow name the problem (bad UTF-8, a value that does not parse as the
+    # column's type, a truncated footer); the file name is added here.
+    return DataError(f"cannot read the log ({type(err).__name__}: {err})", path)
+
+
+def _require_columns(schema: pl.Schema, names: Sequence[str], path: Path) -> None:
+    missing = [n for n in names if n not in schema]
+    if missing:
+        raise DataError(
+            f"missing column {missing[0]!r} (columns are: {', '.join(schema.names())})", path
+        )
+
+
+def _empty_log(path: Path) -> DataError:
+    return DataError("empty log: the file has no rows", path)
+
+
+def _is_list(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, (pl.List, pl.Array))
+
+
+# -- the feature map, in one streaming pass --------------------------------------------
+
+
+def stream_feature_map(
+    path: str | Path, fields: Sequence[str], multi: Mapping[str, str] | None = None
+) -> FeatureMap:
+    """Learn a :class:`FeatureMap` from a log in one streaming pass.
+
+    Equal to ``FeatureMap.fit(whole_log, fields, multi)``, computed without loading the
+    log: one polars streaming query per field keeps only that field's distinct values
+    (a streaming group-by), and the queries run together with :func:`polars.collect_all`,
+    which reads the file once and feeds every query from that one scan.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet`` or ``.csv`` log.
+    fields : list of str
+        Columns to use, in the order of the feature space.
+    multi : dict of str to str, optional
+        Multi-valued columns and their separator, e.g. ``{"genres": "|"}`` for cells
+        such as ``"Action|Comedy"``. List columns (Parquet) are also accepted.
+
+    Returns
+    -------
+    FeatureMap
+        Categories sorted as :meth:`FeatureMap.fit` sorts them.
+
+    Raises
+    ------
+    DataError
+        Missing file or column, unsupported suffix, empty log.
+    ConfigError
+        Repeated field names, or ``multi`` naming a column that is not a field.
+    """
+    fields = list(fields)
+    multi = dict(multi or {})
+    if len(set(fields)) != len(fields):
+        raise ConfigError(f"fields must be unique, got {fields}")
+    unknown = sorted(set(multi) - set(fields))
+    if unknown:
+        raise ConfigError(f"multi names columns that are not in fields: {unknown}")
+    path = _log_path(path)
+    lf = scan_log(path)
+    schema = _schema(lf, path)
+    _require_columns(schema, fields, path)
+
+    queries = [lf.select(pl.len())]
+    for name in fields:
+        column = pl.col(name)
+        if name in multi and schema[name] == pl.String:
+            # Split in the engine so only distinct *pieces* are kept: the number of
+            # distinct separator-joined combinations can grow with the log.
+            column = column.str.split(multi[name]).explode()
+        elif name in multi and _is_list(schema[name]):
+            column = column.explode()
+        # A group-by with no aggregates is polars' streaming distinct; a
+        # ``select(col.unique().implode())`` looks equivalent but gathers the whole column.
+        queries.append(lf.select(column.alias(name)).group_by(name).agg())
+    try:
+        results = pl.collect_all(queries, engine="streaming")
+    except _READ_ERRORS as err:
+        raise _read_error(err, path) from None
+    if results[0].item() == 0:
+        raise _empty_log(path)
+
+    # The distinct values go through FeatureMap.fit itself, so the category strings and
+    # their order are exactly what fitting on the whole log gives: fit only ever looks
+    # at each value on its own, never at how often or where it occurs.
+    categories: dict[str, tuple[str, ...]] = {}
+    for name, distinct in zip(fields, results[1:], strict=True):
+        sep = {name: multi[name]} if name in multi else None
+        categories[name] = FeatureMap.fit(distinct, [name], sep).field(name).categories
+    return FeatureMap.from_categories(categories, multi)
+
+
+# -- value -> code, one chunk at a time ------------------------------------------------
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of a column's rows and the category strings of its distinct values.
+
+    Returns ``(codes, strings, null)``: ``codes[i]`` indexes the distinct values
+    (-1 where the row is None/NaN), ``strings``/``null`` are what ``_to_strings`` makes
+    of each distinct value. Converting the distinct values only, not every row, gives
+    the same strings (the conversion is value by value) at a fraction of the cost.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    strings, null = _to_strings(np.asarray(uniques))
+    return codes, strings, null
+
+
+def _row_null(codes: np.ndarray, null: np.ndarray) -> np.ndarray:
+    missing = codes < 0
+    if null.any():
+        missing |= null[np.where(missing, 0, codes)] & ~missing
+    return missing
+
+
+class _FieldCodes:
+    """Maps a field's raw values to category positions, as :meth:`FeatureMap.encode` does.
+
+    Integer columns, the common case for user and item ids, skip strings altogether
+    when every category is the canonical text of an integer: a sorted search on the
+    integers then finds exactly the categories the string lookup would.
+    """
+
+    def __init__(self, field: Field):
+        self.field = field
+        self.index = pd.Index(np.array(field.categories, dtype=object), dtype=object)
+        self.ints: tuple[np.ndarray, np.ndarray] | None = None
+        try:
+            ints = np.array([int(c) for c in field.categories], dtype=np.int64)
+        except (ValueError, OverflowError):
+            return
+        if all(str(i) == c for i, c in zip(ints.tolist(), field.categories, strict=True)):
+            order = np.argsort(ints, kind="stable")
+            self.ints = (ints[order], order)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """Category position of each value: -1 when unknown, -2 when missing."""
+        if self.ints is not None and values.dtype.kind == "i":
+            sorted_ints, order = self.ints
+            if not sorted_ints.size:
+                return np.full(values.size, -1, dtype=np.int64)
+            values = values.astype(np.int64, copy=False)
+            pos = np.searchsorted(sorted_ints, values)
+            pos[pos == sorted_ints.size] = 0
+            return np.where(sorted_ints[pos] == values, order[pos], -1)
+        codes, strings, null = _factorize(values)
+        if not strings.size:
+            return np.full(values.size, _NO_FEATURE, dtype=np.int64)
+        table = self.index.get_indexer(strings).astype(np.int64)
+        table[null] = _NO_FEATURE
+        return np.where(codes < 0, _NO_FEATURE, table[np.maximum(codes, 0)])
+
+
+# -- one chunk of the log --------------------------------------------------------------
+
+
+@dataclass
+class LogChunk:
+    """Consecutive rows of a log, encoded.
+
+    Attributes
+    ----------
+    X : scipy.sparse.csr_matrix
+        float32 0/1 rows, ``(n, n_features)``, canonical, as :meth:`FeatureMap.encode`.
+    y : numpy.ndarray
+        float32 labels in {-1, +1}.
+    start : int
+        Position in the file of the chunk's first row.
+    ratings : numpy.ndarray or None
+        float32 raw label values when they were thresholded.
+    user_ids, item_ids : numpy.ndarray or None
+        int64 ids from ``user_column`` / ``item_column``.
+    """
+
+    X: sp.csr_matrix
+    y: np.ndarray
+    start: int
+    ratings: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+
+class StreamingLog:
+    """An interaction log served as CSR mini-batches with bounded memory.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet`` or ``.csv`` log.
+    feature_map : FeatureMap
+        Encodes the log's rows; its field names are columns of the log. Build it with
+        :func:`stream_feature_map` (or reuse a trained model's map).
+    label : str
+        Label column, read as :func:`~fmadv.data.features.frame_to_dataset` reads it:
+        without ``threshold`` or ``positive`` it holds -1/+1, 0/1 or booleans.
+    threshold : float, optional
+        Numeric labels: +1 when ``label >= threshold``, else -1 (ratings kept in
+        :attr:`LogChunk.ratings`).
+    positive : scalar or collection, optional
+        Label value(s) meaning +1; every other value means -1.
+    chunk_rows : int
+        Rows read and encoded at a time (about: CSV chunks follow the engine's morsels).
+    shuffle_chunks : int
+        Chunks mixed together by the shuffle buffer of :meth:`batches`.
+    user_column, item_column : str, optional
+        Integer id columns copied into :attr:`LogChunk.user_ids` / ``item_ids``.
+    unknown : {"error", "ignore"}
+        A category the feature map does not know raises :class:`DataError` naming the
+        field, the value and the row, or is dropped (the row keeps its other features).
+
+    Notes
+    -----
+    Parquet is read with ``pyarrow.parquet.ParquetFile.iter_batches`` without
+    pre-buffering, so memory is bounded by ``chunk_rows`` and one row group's pages; CSV
+    with ``polars.LazyFrame.collect_batches``, the streaming engine with back-pressure.
+    Only the needed columns are read. Peak memory does not grow with the number of rows
+    (``eval/bench/streaming_memory.py`` measures it).
+
+    Examples
+    --------
+    >>> fmap = stream_feature_map("log.parquet", ["user", "item"])  # doctest: +SKIP
+    >>> log = StreamingLog("log.parquet", fmap, "rating", threshold=4)  # doctest: +SKIP
+    >>> fit_loop(model, log.batch_source(4096), log.n_rows, None, config)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        feature_map: FeatureMap,
+        label: str,
+        threshold: float | None = None,
+        positive: Any = None,
+        chunk_rows: int = 262_144,
+        shuffle_chunks: int = 4,
+        user_column: str | None = None,
+        item_column: str | None = None,
+        unknown: str = "error",
+    ):
+        if threshold is not None and positive is not None:
+            raise ConfigError("pass threshold or positive, not both")
+        if not isinstance(feature_map, FeatureMap):
+            raise ConfigError(f"feature_map must be a FeatureMap, got {type(feature_map).__name__}")
+        for name, value in (("chunk_rows", chunk_rows), ("shuffle_chunks", shuffle_chunks)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if unknown not in ("error", "ignore"):
+            raise ConfigError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
+        self.path = _log_path(path)
+        self.feature_map = feature_map
+        self.label = label
+        self.threshold = threshold
+        self.positive = positive
+        self.chunk_rows = int(chunk_rows)
+        self.shuffle_chunks = int(shuffle_chunks)
+        self.user_column = user_column
+        self.item_column = item_column
+        self.unknown = unknown
+        self.is_parquet = self.path.suffix.lower() == ".parquet"
+
+        schema = _schema(scan_log(self.path), self.path)
+        wanted = [*feature_map.field_names, label, user_column, item_column]
+        self.columns: list[str] = list(dict.fromkeys(c for c in wanted if c is not None))
+        _require_columns(schema, self.columns, self.path)
+        self._schema = schema
+        self._codes = {f.name: _FieldCodes(f) for f in feature_map.fields}
+        self._n_rows = self._count_rows()
+        if self._n_rows == 0:
+            raise _empty_log(self.path)
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamingLog({str(self.path)!r}, n_rows={self._n_rows}, "
+            f"n_features={self.feature_map.n_features}, label={self.label!r})"
+        )
+
+    # -- size ---------------------------------------------------------------------------
+
+    @property
+    def n_rows(self) -> int:
+        """Rows in the log (Parquet: from the footer; CSV: counted once, when opened)."""
+        return self._n_rows
+
+    @property
+    def n_features(self) -> int:
+        """Width of the encoded rows."""
+        return self.feature_map.n_features
+
+    def _count_rows(self) -> int:
+        try:
+            if self.is_parquet:
+                return int(pq.ParquetFile(self.path).metadata.num_rows)
+            count = scan_log(self.path).select(pl.len()).collect(engine="streaming")
+            return int(count.item())
+        except _READ_ERRORS as err:
+            raise DataError(
+                f"cannot read the log ({type(err).__name__}: {err})", self.path
+            ) from None
+
+    # -- chunks -------------------------------------------------------------------------
+
+    def _frames(self, rng: np.random.Generator | None) -> Iterator[pl.DataFrame]:
+        """Raw chunks of the needed columns; Parquet row groups in random order under rng."""
+        try:
+            if self.is_parquet:
+                with pq.ParquetFile(
+                    self.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER
+                ) as parquet:
+                    groups = np.arange(parquet.num_row_groups)
+                    if rng is not None:
+                        groups = rng.permutation(groups)
+                    for batch in parquet.iter_batches(
+                        batch_size=self.chunk_rows, row_groups=groups.tolist(), columns=self.columns
+                    ):
+                        yield pl.from_arrow(batch)
+            else:
+                lf = scan_log(self.path).select(self.columns)
+                # lazy=True: the query starts at the first chunk asked for, and stops
+                # when this generator is dropped (e.g. training stopped early).
+                yield from lf.collect_batches(chunk_size=self.chunk_rows, lazy=True)
+        except _READ_ERRORS as err:
+            raise DataError(
+                f"cannot read the log ({type(err).__name__}: {err})", self.path
+            ) from None
+
+    def chunks(self, rng: np.random.Generator | None = None) -> Iterator[LogChunk]:
+        """Encoded chunks of the log.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator, optional
+            Parquet only: visit the row groups in an order drawn from ``rng`` (rows
+            inside a chunk keep their file order). Default: file order.
+        """
+        # Row positions are only known while the file is read in order.
+        positional = rng is None or not self.is_parquet
+        start = 0
+        for frame in self._frames(rng):
+            if frame.height:
+                yield self._encode(frame, start if positional else None)
+            start += frame.height
+
+    def _encode(self, frame: pl.DataFrame, start: int | None) -> LogChunk:
+        X = self._encode_features(frame, start)
+        y, ratings = self._labels(frame.get_column(self.label), start)
+        ids = {
+            key: self._ids(frame.get_column(col), col)
+            for key, col in (("user_ids", self.user_column), ("item_ids", self.item_column))
+            if col is not None
+        }
+        return LogChunk(X=X, y=y, start=-1 if start is None else start, ratings=ratings, **ids)
+
+    def _where(self, start: int | None, row: int) -> str:
+        if start is None:
+            return f"row {row} of a chunk read in shuffled order"
+        return f"row {start + row}"
+
+    def _encode_features(self, frame: pl.DataFrame, start: int | None) -> sp.csr_matrix:
+        n = frame.height
+        all_rows: list[np.ndarray] = []
+        all_cols: list[np.ndarray] = []
+        for f in self.feature_map.fields:
+            column = frame.get_column(f.name)
+            if f.multi and (column.dtype == pl.String or _is_list(column.dtype)):
+                # One entry per (row, piece); a string cell splits on the separator and
+                # drops empty pieces, as FeatureMap.encode does.
+                exploded = frame.select(
+                    pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+                    pl.col(f.name).str.split(f.separator)
+                    if column.dtype == pl.String
+                    else pl.col(f.name),
+                ).explode(f.name)
+                if column.dtype == pl.String:
+                    exploded = exploded.filter(pl.col(f.name) != "")
+                rows = exploded.get_column("row").to_numpy()
+                values = exploded.get_column(f.name).to_numpy()
+            else:
+                rows = np.arange(n, dtype=np.int64)
+                values = column.to_numpy()
+            codes = self._codes[f.name](values)
+            if self.unknown == "error":
+                bad = codes == -1
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise DataError(
+                        f"unknown category {_scalar_str(values[i])!r} in field {f.name!r} "
+                        f"({self._where(start, int(rows[i]))}); expected one of the {f.size} "
+                        "categories the feature map was fitted on, or pass unknown='ignore'",
+                        self.path,
+                    )
+            keep = codes >= 0
+            all_rows.append(rows[keep])
+            all_cols.append(codes[keep].astype(np.int64) + f.offset)
+        row = np.concatenate(all_rows) if all_rows else np.empty(0, np.int64)
+        col = np.concatenate(all_cols) if all_cols else np.empty(0, np.int64)
+        X = sp.csr_matrix(
+            (np.ones(row.size, dtype=np.float32), (row, col)),
+            shape=(n, self.feature_map.n_features),
+            dtype=np.float32,
+        )
+        X.sum_duplicates()
+        # A value listed twice in one multi-valued cell is still one active feature.
+        X.data[:] = 1.0
+        return X
+
+    def _labels(self, column: pl.Series, start: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+        raw = column.to_numpy()
+        name = self.label
+        if self.threshold is not None:
+            try:
+                values = np.asarray(raw, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"label column {name!r} must be numeric to use threshold", self.path
+                ) from None
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise DataError(
+                    f"label column {name!r} has a missing value in {self._where(start, bad[0])}",
+                    self.path,
+                )
+            y = np.where(values >= self.threshold, 1.0, -1.0)
+            return y.astype(np.float32), values.astype(np.float32)
+        codes, strings, null = _factorize(raw)
+        missing = _row_null(codes, null)
+        if missing.any():
+            row = int(np.argmax(missing))
+            raise DataError(
+                f"label column {name!r} has a missing value in {self._where(start, row)}",
+                self.path,
+            )
+        if self.positive is not None:
+            pos = self.positive if _is_collection(self.positive) else [self.positive]
+            table = np.where(np.isin(strings, [_scalar_str(p) for p in pos]), 1.0, -1.0)
+            return table[codes].astype(np.float32), None
+        try:
+            table = _binary_labels(strings, name)
+        except DataError:
+            # Find the first offending row of the chunk to name it.
+            ok = np.isin(strings, ["1", "True", "-1", "0", "False"])
+            row = int(np.argmax(~ok[codes]))
+            raise DataError(
+                f"label column {name!r} has {strings[codes[row]]!r} in "
+                f"{self._where(start, row)}; expected -1/+1 or 0/1 "
+                "(pass threshold= or positive= to map other labels)",
+                self.path,
+            ) from None
+        return table[codes].astype(np.float32), None
+
+    def _ids(self, column: pl.Series, name: str) -> np.ndarray:
+        try:
+            if column.null_count():
+                raise ValueError
+            return column.cast(pl.Int64, strict=True).to_numpy()
+        except (ValueError, pl.exceptions.PolarsError):
+            raise DataError(f"column {name!r} must hold integer ids", self.path) from None
+
+    # -- batches ------------------------------------------------------------------------
+
+    def batches(
+        self, batch_size: int, rng: np.random.Generator | None = None
+    ) -> Iterator[tuple[sp.csr_matrix, np.ndarray]]:
+        """One epoch of ``(rows, labels)`` mini-batches; every row exactly once.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch; only the last batch of the epoch may be shorter. Batches do
+            not depend on ``chunk_rows``: rows left over at the end of a chunk start the
+            next batch.
+        rng : numpy.random.Generator, optional
+            Without it, rows come in file order (the batches of
+            :func:`~fmadv.training.loop.iterate_batches` over the whole log). With it,
+            a seeded shuffle buffer: ``shuffle_chunks`` chunks (plus the leftover rows of
+            the previous buffer) are pooled and permuted, and the pooled rows are served
+            before the next chunks are read; for Parquet the row groups are also visited
+            in a random order. The same generator state gives the same epoch.
+
+        Notes
+        -----
+        This is not a global shuffle. A row can only land among the rows read around
+        the same time: its buffer of about ``shuffle_chunks * chunk_rows`` rows (and,
+        for Parquet, whichever row groups were drawn next to it). A global permutation
+        needs random access to single rows, which columnar and CSV files do not give
+        cheaply, or memory proportional to the log. The buffer is what keeps memory
+        bounded; the price is that a log sorted by time or by user stays partly sorted
+        within an epoch. Write such a log in random order once (e.g. a polars sort on a
+        random key with ``sink_parquet``) when that matters, or raise ``shuffle_chunks``.
+
+        Yields
+        ------
+        rows : scipy.sparse.csr_matrix
+            float32 0/1 rows, ``(batch, n_features)``.
+        labels : numpy.ndarray
+            float32, -1.0 or +1.0.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        pool = self.shuffle_chunks if rng is not None else 1
+        chunks = self.chunks(rng)
+        carry_X = sp.csr_matrix((0, self.n_features), dtype=np.float32)
+        carry_y = np.empty(0, dtype=np.float32)
+        while True:
+            group = list(itertools.islice(chunks, pool))
+            if not group:
+                break
+            X = sp.vstack([carry_X, *(c.X for c in group)], format="csr", dtype=np.float32)
+            y = np.concatenate([carry_y, *(c.y for c in group)])
+            del group  # the raw chunks: only the pooled copy is needed now
+            n = X.shape[0]
+            order = rng.permutation(n) if rng is not None else None
+            full = n - n % batch_size
+            for lo in range(0, full, batch_size):
+                if order is None:
+                    yield X[lo : lo + batch_size], y[lo : lo + batch_size]
+                else:
+                    rows = order[lo : lo + batch_size]
+                    yield X[rows], y[rows]
+            rest = slice(full, n) if order is None else order[full:]
+            carry_X, carry_y = X[rest], y[rest]
+        if carry_y.size:
+            yield carry_X, carry_y
+
+    def batch_source(
+        self, batch_size: int, shuffle: bool = True
+    ) -> Callable[[np.random.Generator, torch.device], Iterator[tuple[Any, torch.Tensor]]]:
+        """A ``batches(rng, device)`` callable for :func:`~fmadv.training.loop.fit_loop`.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+        shuffle : bool
+            Use the loop's generator for the shuffle buffer of :meth:`batches`; False
+            serves every epoch in file order.
+
+        Returns
+        -------
+        callable
+            ``source(rng, device)`` yields ``(SparseBatch, labels)`` with float32 labels
+            in {-1, +1} on ``device``.
+        """
+
+        def source(
+            rng: np.random.Generator, device: torch.device
+        ) -> Iterator[tuple[SparseBatch, torch.Tensor]]:
+            for rows, labels in self.batches(batch_size, rng if shuffle else None):
+                yield SparseBatch(rows, device), torch.from_numpy(labels).to(device)
+
+        return source
+
+
+# -- a synthetic log of any size -------------------------------------------------------
+
+_BLOCK_ROWS = 65_536  # rows drawn per random stream: the log does not depend on chunk_rows
+_PLANTED_K = 8
+_N_SEGMENTS = 10
+_N_CATEGORIES = 20
+# Share of ratings 1..5 (MovieLens-like: mostly 3 and 4); cut points on the noisy score.
+_RATING_SHARES = (0.06, 0.11, 0.27, 0.34, 0.22)
+
+
+@dataclass(frozen=True)
+class _Planted:
+    user_w: np.ndarray
+    item_w: np.ndarray
+    seg_w: np.ndarray
+    cat_w: np.ndarray
+    user_v: np.ndarray
+    item_v: np.ndarray
+    seg_v: np.ndarray
+    cat_v: np.ndarray
+    user_segment: np.ndarray
+    item_category: np.ndarray
+    user_cdf: np.ndarray
+    item_cdf: np.ndarray
+    noise_std: float
+    cuts: np.ndarray
+
+
+def _popularity_cdf(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    # Zipf-like popularity over a random ranking: a few heavy users/items, a long tail.
+    weights = (np.arange(n) + 10.0) ** -exponent
+    weights = weights[rng.permutation(n)]
+    cdf = np.cumsum(weights)
+    return cdf / cdf[-1]
+
+
+def _planted(n_users: int, n_items: int, seed: int) -> _Planted:
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    k = _PLANTED_K
+    scale = k**-0.25  # unit-variance pairwise products, as in fmadv.data.synthetic
+    parts = dict(
+        user_w=rng.normal(0, 1.0, n_users),
+        item_w=rng.normal(0, 1.0, n_items),
+        seg_w=rng.normal(0, 0.5, _N_SEGMENTS),
+        cat_w=rng.normal(0, 0.5, _N_CATEGORIES),
+        user_v=rng.normal(0, scale, (n_users, k)),
+        item_v=rng.normal(0, scale, (n_items, k)),
+        seg_v=rng.normal(0, scale, (_N_SEGMENTS, k)),
+        cat_v=rng.normal(0, scale, (_N_CATEGORIES, k)),
+        user_segment=rng.integers(_N_SEGMENTS, size=n_users),
+        item_category=rng.integers(_N_CATEGORIES, size=n_items),
+        user_cdf=_popularity_cdf(rng, n_users, 0.5),
+        item_cdf=_popularity_cdf(rng, n_items, 0.8),
+    )
+    planted = _Planted(**parts, noise_std=0.0, cuts=np.zeros(4))
+    # Calibrate the noise and the rating cut points on a sample drawn once per seed.
+    users, items = _draw_pairs(planted, rng, 100_000)
+    score = _score(planted, users, items)
+    noise_std = 0.5 * float(np.std(score))
+    noisy = score + rng.normal(0, noise_std, score.size)
+    cuts = np.quantile(noisy, np.cumsum(_RATING_SHARES)[:-1])
+    return _Planted(**parts, noise_std=noise_std, cuts=cuts)
+
+
+def _draw_pairs(p: _Planted, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    users = np.minimum(np.searchsorted(p.user_cdf, rng.random(n)), p.user_cdf.size - 1)
+    items = np.minimum(np.searchsorted(p.item_cdf, rng.random(n)), p.item_cdf.size - 1)
+    return users, items
+
+
+def _score(p: _Planted, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    seg, cat = p.user_segment[users], p.item_category[items]
+    vectors = (p.user_v[users], p.item_v[items], p.seg_v[seg], p.cat_v[cat])
+    s = sum(vectors)
+    pairwise = 0.5 * ((s**2).sum(1) - sum((v**2).sum(1) for v in vectors))
+    return p.user_w[users] + p.item_w[items] + p.seg_w[seg] + p.cat_w[cat] + pairwise
+
+
+def _block(p: _Planted, seed: int, index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    users, items = _draw_pairs(p, rng, _BLOCK_ROWS)
+    noisy = _score(p, users, items) + rng.normal(0, p.noise_std, _BLOCK_ROWS)
+    rating = (np.searchsorted(p.cuts, noisy) + 1).astype(np.int8)
+    return {"user": users, "item": items, "rating": rating}
+
+
+def write_synthetic_log(
+    path: str | Path,
+    n_rows: int,
+    n_users: int = 100_000,
+    n_items: int = 50_000,
+    seed: int = 0,
+    chunk_rows: int = 1_000_000,
+) -> Path:
+    """Write a planted-FM interaction log to Parquet, ``chunk_rows`` rows at a time.
+
+    Each row is one rating of an item by a user, drawn with Zipf-like popularity on
+    both sides. Columns: ``user`` and ``item`` (int64 ids), ``segment`` (the user's
+    segment, ``"s0"``..``"s9"``), ``category`` (the item's category, ``"c00"``..``"c19"``)
+    and ``rating`` (int8, 1-5). The rating buckets a random factorization machine's
+    score over the four one-hot fields plus Gaussian noise, so ``rating >= 4`` (about
+    56% of rows) is learnable by an FM and not by chance.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.parquet`` file (overwritten).
+    n_rows : int
+        Rows to write (>= 1).
+    n_users, n_items : int
+        Id ranges ``[0, n_users)`` and ``[0, n_items)``.
+    seed : int
+        The same seed writes the same log, whatever ``chunk_rows`` is.
+    chunk_rows : int
+        Rows generated and written per step; also the Parquet row-group size. Memory is
+        bounded by it (and by the planted model, ``O((n_users + n_items) * 8)``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    for name, value, low in (
+        ("n_rows", n_rows, 1),
+        ("n_users", n_users, 1),
+        ("n_items", n_items, 1),
+        ("chunk_rows", chunk_rows, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        raise ConfigError(f"write_synthetic_log writes Parquet; got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    planted = _planted(int(n_users), int(n_items), seed)
+    segments = pa.array([f"s{j}" for j in range(_N_SEGMENTS)])
+    categories = pa.array([f"c{j:02d}" for j in range(_N_CATEGORIES)])
+    schema = pa.schema(
+        [
+            ("user", pa.int64()),
+            ("item", pa.int64()),
+            ("segment", pa.string()),
+            ("category", pa.string()),
+            ("rating", pa.int8()),
+        ]
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for lo in range(0, n_rows, chunk_rows):
+            hi = min(lo + chunk_rows, n_rows)
+            first, last = lo // _BLOCK_ROWS, (hi - 1) // _BLOCK_ROWS
+            blocks = [_block(planted, seed, b) for b in range(first, last + 1)]
+            cut = slice(lo - first * _BLOCK_ROWS, hi - first * _BLOCK_ROWS)
+            users = np.concatenate([b["user"] for b in blocks])[cut]
+            items = np.concatenate([b["item"] for b in blocks])[cut]
+            rating = np.concatenate([b["rating"] for b in blocks])[cut]
+            table = pa.table(
+                {
+                    "user": users.astype(np.int64),
+                    "item": items.astype(np.int64),
+                    "segment": pc.take(segments, pa.array(planted.user_segment[users])),
+                    "category": pc.take(categories, pa.array(planted.item_category[items])),
+                    "rating": rating,
+                },
+                schema=schema,
+            )
+            writer.write_table(table, row_group_size=chunk_rows)
+    return path
