@@ -19,7 +19,7 @@ from fmadv.attacks import ATTACKS, SUPPORTS
 from fmadv.data.cards import list_cards
 from fmadv.errors import ConfigError, FmadvError
 from fmadv.io import atomic_write
-from fmadv.models.fm_attack import FM_ATTACKS
+from fmadv.models.fm_attack import FM_ATTACKS, PRECISIONS
 from fmadv.training.loop import MONITORS, OPTIMIZERS, TrainConfig
 from fmadv.training.losses import LOSSES
 from fmadv.training.regularizers import NOISE_ROWS
@@ -46,6 +46,7 @@ AttackName = enum.Enum("AttackName", {name: name for name in FM_ATTACKS}, type=s
 ImageAttack = enum.Enum("ImageAttack", {name: name for name in ATTACKS if name != "apr"}, type=str)
 Support = enum.Enum("Support", {name: name for name in SUPPORTS}, type=str)
 NoiseRows = enum.Enum("NoiseRows", {name: name for name in NOISE_ROWS}, type=str)
+Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 DatasetName = enum.Enum("DatasetName", {card.name: card.name for card in list_cards()}, type=str)
 
 
@@ -214,6 +215,10 @@ def train(
     grad_noise_rows: Annotated[
         NoiseRows, typer.Option(help="Noise on the rows the batch touched, or on all rows.")
     ] = NoiseRows.touched,
+    attack_precision: Annotated[
+        Precision,
+        typer.Option(help="Type of the attack's mask product (bfloat16: GPU tensor cores)."),
+    ] = Precision.float32,
     device: Device = "auto",
     allow_real_valued: Annotated[
         bool, typer.Option(help="Accept feature values other than 0/1.")
@@ -262,6 +267,7 @@ def train(
         grad_noise=grad_noise,
         grad_noise_gamma=grad_noise_gamma,
         grad_noise_rows=grad_noise_rows.value,
+        attack_precision=attack_precision.value,
         random_state=seed,
         **fields,
     )

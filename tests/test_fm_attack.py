@@ -145,3 +145,19 @@ def test_apr_equals_autograd_on_per_row_embeddings(loss_fn):
     torch.testing.assert_close(fast_scores.detach(), reference.detach(), rtol=1e-10, atol=1e-10)
     for got, want in zip(fast_grads, [p.grad for p in model.parameters()], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_bfloat16_masks_agree_with_float32_on_nearly_every_coordinate():
+    model = random_fm(3000, 32, seed=8, scale=0.2)
+    rows = random_rows(512, 3000, active=8, seed=8)
+    labels = torch.from_numpy(np.random.default_rng(8).choice([-1.0, 1.0], 512).astype(np.float32))
+    batch = SparseBatch(rows)
+    differ, total = fm_attack.mask_disagreement(model, batch, labels, hinge)
+    assert total > 1_000_000 and 0 < differ < 0.01 * total  # bf16 rounds, but rarely flips
+    exact = adversarial_scores(model, batch, labels, hinge, FGSM(0.003)).detach()
+    rounded = adversarial_scores(
+        model, batch, labels, hinge, FGSM(0.003), lean_dtype=torch.bfloat16
+    ).detach()
+    # A few flipped coordinates move each score by about alpha * |g_j|, no more.
+    assert (rounded - exact).abs().max() < 0.05 * exact.abs().max()
+    assert not torch.equal(rounded, exact)

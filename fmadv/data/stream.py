@@ -294,7 +294,9 @@ class LogChunk:
     y : numpy.ndarray
         float32 labels in {-1, +1}.
     start : int
-        Position in the file of the chunk's first row.
+        Position in the file of the chunk's first row. The rows after it follow it in
+        the file, except where a chunk of a shuffled visit (:meth:`StreamingLog.chunks`
+        with an rng) runs from one Parquet row group into the next.
     ratings : numpy.ndarray or None
         float32 raw label values when they were thresholded.
     user_ids, item_ids : numpy.ndarray or None
@@ -393,7 +395,6 @@ class StreamingLog:
         wanted = [*feature_map.field_names, label, user_column, item_column]
         self.columns: list[str] = list(dict.fromkeys(c for c in wanted if c is not None))
         _require_columns(schema, self.columns, self.path)
-        self._schema = schema
         self._codes = {f.name: _FieldCodes(f) for f in feature_map.fields}
         self._n_rows = self._count_rows()
         if self._n_rows == 0:
@@ -424,69 +425,79 @@ class StreamingLog:
             count = scan_log(self.path).select(pl.len()).collect(engine="streaming")
             return int(count.item())
         except _READ_ERRORS as err:
-            raise DataError(
-                f"cannot read the log ({type(err).__name__}: {err})", self.path
-            ) from None
+            raise _read_error(err, self.path) from None
 
     # -- chunks -------------------------------------------------------------------------
 
-    def _frames(self, rng: np.random.Generator | None) -> Iterator[pl.DataFrame]:
-        """Raw chunks of the needed columns; Parquet row groups in random order under rng."""
+    def _frames(self, groups: list[int] | None) -> Iterator[pl.DataFrame]:
+        """Raw chunks of the needed columns; Parquet row groups in the order ``groups``."""
         try:
             if self.is_parquet:
                 with pq.ParquetFile(
                     self.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER
                 ) as parquet:
-                    groups = np.arange(parquet.num_row_groups)
-                    if rng is not None:
-                        groups = rng.permutation(groups)
-                    for batch in parquet.iter_batches(
-                        batch_size=self.chunk_rows, row_groups=groups.tolist(), columns=self.columns
-                    ):
-                        yield pl.from_arrow(batch)
+                    yield from (
+                        pl.from_arrow(batch)
+                        for batch in parquet.iter_batches(
+                            batch_size=self.chunk_rows, row_groups=groups, columns=self.columns
+                        )
+                    )
             else:
+                if not hasattr(pl.LazyFrame, "collect_batches"):
+                    raise ConfigError("streaming a CSV log needs polars >= 1.34")
                 lf = scan_log(self.path).select(self.columns)
                 # lazy=True: the query starts at the first chunk asked for, and stops
                 # when this generator is dropped (e.g. training stopped early).
                 yield from lf.collect_batches(chunk_size=self.chunk_rows, lazy=True)
         except _READ_ERRORS as err:
-            raise DataError(
-                f"cannot read the log ({type(err).__name__}: {err})", self.path
-            ) from None
+            raise _read_error(err, self.path) from None
 
     def chunks(self, rng: np.random.Generator | None = None) -> Iterator[LogChunk]:
-        """Encoded chunks of the log.
+        """Encoded chunks of the log, about ``chunk_rows`` rows each.
 
         Parameters
         ----------
         rng : numpy.random.Generator, optional
             Parquet only: visit the row groups in an order drawn from ``rng`` (rows
-            inside a chunk keep their file order). Default: file order.
+            inside a row group keep their file order). Default: file order.
         """
-        # Row positions are only known while the file is read in order.
-        positional = rng is None or not self.is_parquet
-        start = 0
-        for frame in self._frames(rng):
-            if frame.height:
-                yield self._encode(frame, start if positional else None)
-            start += frame.height
+        groups: list[int] | None = None
+        # Stream position -> file position, so that messages name the row in the file
+        # even when the row groups are visited out of order.
+        stream_starts = file_starts = np.zeros(1, dtype=np.int64)
+        if self.is_parquet:
+            with pq.ParquetFile(self.path) as parquet:
+                meta = parquet.metadata
+                sizes = np.array(
+                    [meta.row_group(g).num_rows for g in range(meta.num_row_groups)], np.int64
+                )
+            order = np.arange(sizes.size) if rng is None else rng.permutation(sizes.size)
+            groups = order.tolist()
+            stream_starts = np.concatenate([[0], np.cumsum(sizes[order])[:-1]])
+            file_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[order]
 
-    def _encode(self, frame: pl.DataFrame, start: int | None) -> LogChunk:
-        X = self._encode_features(frame, start)
-        y, ratings = self._labels(frame.get_column(self.label), start)
+        def file_row(position: int) -> int:
+            g = int(np.searchsorted(stream_starts, position, side="right")) - 1
+            return int(file_starts[g] + position - stream_starts[g])
+
+        position = 0
+        for frame in self._frames(groups):
+            if frame.height:
+                yield self._encode(frame, lambda i, at=position: file_row(at + i))
+            position += frame.height
+
+    def _encode(self, frame: pl.DataFrame, row: Callable[[int], int]) -> LogChunk:
+        """Encode one raw chunk; ``row(i)`` is the file position of its row ``i``."""
+        X = self._encode_features(frame, row)
+        y, ratings = self._labels(frame.get_column(self.label), row)
         ids = {
             key: self._ids(frame.get_column(col), col)
             for key, col in (("user_ids", self.user_column), ("item_ids", self.item_column))
             if col is not None
         }
-        return LogChunk(X=X, y=y, start=-1 if start is None else start, ratings=ratings, **ids)
+        return LogChunk(X=X, y=y, start=row(0), ratings=ratings, **ids)
 
-    def _where(self, start: int | None, row: int) -> str:
-        if start is None:
-            return f"row {row} of a chunk read in shuffled order"
-        return f"row {start + row}"
-
-    def _encode_features(self, frame: pl.DataFrame, start: int | None) -> sp.csr_matrix:
+    def _encode_features(self, frame: pl.DataFrame, row: Callable[[int], int]) -> sp.csr_matrix:
         n = frame.height
         all_rows: list[np.ndarray] = []
         all_cols: list[np.ndarray] = []
@@ -515,7 +526,7 @@ class StreamingLog:
                     i = int(np.argmax(bad))
                     raise DataError(
                         f"unknown category {_scalar_str(values[i])!r} in field {f.name!r} "
-                        f"({self._where(start, int(rows[i]))}); expected one of the {f.size} "
+                        f"(row {row(int(rows[i]))}); expected one of the {f.size} "
                         "categories the feature map was fitted on, or pass unknown='ignore'",
                         self.path,
                     )
@@ -534,7 +545,9 @@ class StreamingLog:
         X.data[:] = 1.0
         return X
 
-    def _labels(self, column: pl.Series, start: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _labels(
+        self, column: pl.Series, row: Callable[[int], int]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         raw = column.to_numpy()
         name = self.label
         if self.threshold is not None:
@@ -547,7 +560,7 @@ class StreamingLog:
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
                 raise DataError(
-                    f"label column {name!r} has a missing value in {self._where(start, bad[0])}",
+                    f"label column {name!r} has a missing value in row {row(int(bad[0]))}",
                     self.path,
                 )
             y = np.where(values >= self.threshold, 1.0, -1.0)
@@ -555,9 +568,8 @@ class StreamingLog:
         codes, strings, null = _factorize(raw)
         missing = _row_null(codes, null)
         if missing.any():
-            row = int(np.argmax(missing))
             raise DataError(
-                f"label column {name!r} has a missing value in {self._where(start, row)}",
+                f"label column {name!r} has a missing value in row {row(int(np.argmax(missing)))}",
                 self.path,
             )
         if self.positive is not None:
@@ -569,10 +581,10 @@ class StreamingLog:
         except DataError:
             # Find the first offending row of the chunk to name it.
             ok = np.isin(strings, ["1", "True", "-1", "0", "False"])
-            row = int(np.argmax(~ok[codes]))
+            i = int(np.argmax(~ok[codes]))
             raise DataError(
-                f"label column {name!r} has {strings[codes[row]]!r} in "
-                f"{self._where(start, row)}; expected -1/+1 or 0/1 "
+                f"label column {name!r} has {strings[codes[i]]!r} in row {row(i)}; "
+                "expected -1/+1 or 0/1 "
                 "(pass threshold= or positive= to map other labels)",
                 self.path,
             ) from None

@@ -16,6 +16,7 @@ from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.io import load_tensors, save_tensors
 from fmadv.metrics.robustness import attacked_scores, robustness_report
 from fmadv.models.fm import FactorizationMachine
+from fmadv.models.fm_attack import PRECISIONS
 from fmadv.training.device import resolve_device
 from fmadv.training.loop import (
     History,
@@ -91,6 +92,10 @@ class FMClassifier:
     grad_noise, grad_noise_gamma, grad_noise_rows
         Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
         rows the batch touched (``"touched"``) or on every row (``"all"``).
+    attack_precision
+        ``"float32"`` or ``"bfloat16"``: the type of the attack's mask product during
+        training (bf16 uses tensor cores on a GPU; a tiny share of mask coordinates
+        differ, see :func:`fmadv.models.fm_attack.mask_disagreement`).
     random_state
         Seed of the initialisation and the batch order; same seed, same model on the CPU.
     **train_options
@@ -110,6 +115,7 @@ class FMClassifier:
         grad_noise: float = 0.0,
         grad_noise_gamma: float = 0.55,
         grad_noise_rows: str = "touched",
+        attack_precision: str = "float32",
         random_state: int = 0,
         **train_options: Any,
     ):
@@ -124,6 +130,7 @@ class FMClassifier:
         self.grad_noise = grad_noise
         self.grad_noise_gamma = grad_noise_gamma
         self.grad_noise_rows = grad_noise_rows
+        self.attack_precision = attack_precision
         self.random_state = random_state
         self.train_options = train_options
 
@@ -160,10 +167,17 @@ class FMClassifier:
 
     def objective(self) -> Objective:
         """Clean loss, or the adversarial objective when beta > 0 or adversarial_only."""
+        if self.attack_precision not in PRECISIONS:
+            raise ConfigError(
+                f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
+            )
         if self.beta == 0 and not self.adversarial_only:
             AdversarialObjective(self.make_attack(), self.beta)  # validates alpha and support
             return clean_objective
-        return AdversarialObjective(self.make_attack(), self.beta, self.adversarial_only)
+        return AdversarialObjective(
+            self.make_attack(), self.beta, self.adversarial_only,
+            lean_dtype=PRECISIONS[self.attack_precision],
+        )  # fmt: skip
 
     def hooks(self) -> list[StepHook]:
         """Gradient noise when asked for (validated either way)."""

@@ -59,6 +59,7 @@ class _Step:
 
     sign: bool  # True: FGSM's sign step; False: the L2 step g / ||g||
     all_features: bool
+    lean_dtype: torch.dtype | None = None  # the tiles' product in this type (bf16), or not
 
     def rise_(self, lean: torch.Tensor) -> torch.Tensor:
         """Unscaled rise of zeros, in place: 1[lean > 0] (sign) or relu(lean) (L2)."""
@@ -71,11 +72,9 @@ class _Step:
         return torch.clamp(lean, max=0) * inv_norm
 
 
-def _step_of(attack: Attack) -> _Step:
-    if isinstance(attack, FGSM):
-        return _Step(sign=True, all_features=attack.support == "all")
-    if isinstance(attack, L2Step):
-        return _Step(sign=False, all_features=attack.support == "all")
+def _step_of(attack: Attack, lean_dtype: torch.dtype | None) -> _Step:
+    if isinstance(attack, FGSM | L2Step):
+        return _Step(isinstance(attack, FGSM), attack.support == "all", lean_dtype)
     raise ConfigError(f"the FM has no exact fast path for {type(attack).__name__}")
 
 
@@ -85,15 +84,18 @@ def _tiles(n: int, batch_rows: int):
         yield slice(start, min(start + width, n))
 
 
-def _tile_leans(factors, linear, signed_s):
+def _tile_leans(factors, linear, signed_s, lean_dtype: torch.dtype | None = None):
     """Yield (features, lean) per tile, lean = rho * (w_J + V_J s) for the moving rows.
 
     ``signed_s`` = [rho, rho * s] so that one product gives rho * g without a pass to
-    multiply by rho; the step function then overwrites the lean in place.
+    multiply by rho; the step function then overwrites the lean in place. With
+    ``lean_dtype`` (bfloat16) the product runs in that type and only decides the mask;
+    everything accumulated from it stays in the parameters' type.
     """
+    left = signed_s if lean_dtype is None else signed_s.to(lean_dtype)
     for cols in _tiles(factors.shape[0], signed_s.shape[0]):
-        lean = signed_s @ torch.cat([linear[cols, None], factors[cols]], 1).T
-        yield cols, lean
+        right = torch.cat([linear[cols, None], factors[cols]], 1).to(left.dtype)
+        yield cols, (left @ right.T).to(factors.dtype)
 
 
 class _AdversarialScores(torch.autograd.Function):
@@ -105,12 +107,19 @@ class _AdversarialScores(torch.autograd.Function):
         q = V.square().sum(1)
         s = batch.rows @ V  # clean s = x V; the step function makes it a constant here
         cols, row = batch.columns, batch.row_of_entry
-        g_active = w[cols] + (V[cols] * s[row]).sum(1)  # g_j as if x_j were 0 ...
-        lean_as_zero = rho[row] * g_active
-        lean_active = rho[row] * (g_active - q[cols])  # ... and the true g_j of the ones
+        g_active = w[cols] + (V[cols] * s[row]).sum(1)  # g_j of a one, as if it were 0
+        lean_active = rho[row] * (g_active - q[cols])  # the true g_j of the ones
 
         # Rows whose loss has zero slope (a hinge that is not active) do not move.
         moving = torch.nonzero(rho).squeeze(1)
+        # The tiles treat the ones as zeros; what they assumed for each one is read back
+        # from the tile itself, so the correction below undoes exactly what was counted,
+        # whatever the float order or type of the tile's product.
+        lean_as_zero = torch.zeros_like(lean_active)
+        local_row = torch.full((n_rows,), -1, dtype=torch.long, device=s.device)
+        local_row[moving] = torch.arange(len(moving), device=s.device)
+        by_column = torch.argsort(cols, stable=True)
+        sorted_columns = cols[by_column]
         signed_s = torch.cat([rho[moving, None], rho[moving, None] * s[moving]], 1)
         # first = A @ [V, w, q] for the sign step; the L2 step keeps A^2 @ q apart.
         first = s.new_zeros(len(moving), k + 2)
@@ -119,7 +128,12 @@ class _AdversarialScores(torch.autograd.Function):
         rises = [] if cache else None
         if step.all_features and len(moving):
             norm2_moving = s.new_zeros(len(moving))
-            for cols_j, lean in _tile_leans(V, w, signed_s):
+            for cols_j, lean in _tile_leans(V, w, signed_s, step.lean_dtype):
+                bounds = torch.tensor([cols_j.start, cols_j.stop], device=s.device)
+                low, high = torch.searchsorted(sorted_columns, bounds).tolist()
+                entries = by_column[low:high]
+                entries = entries[local_row[row[entries]] >= 0]
+                lean_as_zero[entries] = lean[local_row[row[entries]], cols[entries] - cols_j.start]
                 table = torch.cat([V[cols_j], w[cols_j, None], q[cols_j, None]], 1)
                 if not step.sign:
                     norm2_moving += torch.linalg.vecdot(lean, lean)
@@ -216,6 +230,7 @@ def adversarial_scores(
     loss_fn: LossFn,
     attack: Attack,
     clean_scores: torch.Tensor | None = None,
+    lean_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Scores y_hat(x_adv) of the attacked rows, exact, without a dense x_adv.
 
@@ -232,6 +247,10 @@ def adversarial_scores(
         path over the inputs) or :class:`~fmadv.attacks.apr.APR` (the active embeddings).
     clean_scores
         y_hat(x) when the caller has it already (saves one forward pass).
+    lean_dtype
+        ``torch.bfloat16`` runs the tiles' mask product in bf16 (tensor cores on a GPU):
+        a few coordinates near the sign boundary may then move the other way, and the
+        score returned is the exact score of that slightly different box perturbation.
     """
     if not batch.is_binary:
         raise ConfigError(
@@ -243,10 +262,36 @@ def adversarial_scores(
     rho = loss_direction(clean_scores, labels, loss_fn).to(model.factors.dtype)
     if isinstance(attack, APR):
         return _apr_scores(model, batch, rho, float(attack.alpha))
-    step = _step_of(attack)
+    step = _step_of(attack, lean_dtype)
     return _AdversarialScores.apply(
         model.bias, model.linear, model.factors, batch, rho, float(attack.alpha), step
     )
+
+
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+@torch.no_grad()
+def mask_disagreement(
+    model: FactorizationMachine,
+    batch: SparseBatch,
+    labels: torch.Tensor,
+    loss_fn: LossFn,
+    lean_dtype: torch.dtype = torch.bfloat16,
+) -> tuple[int, int]:
+    """(coordinates whose sign-step mask differs from the float32 mask, coordinates
+    compared) over every (moving row, feature) pair of a batch."""
+    V, w = model.factors, model.linear
+    rho = loss_direction(model(batch), labels, loss_fn).to(V.dtype)
+    moving = torch.nonzero(rho).squeeze(1)
+    s = (batch.rows @ V)[moving]
+    signed_s = torch.cat([rho[moving, None], rho[moving, None] * s], 1)
+    differ = 0
+    exact = _tile_leans(V, w, signed_s)
+    rounded = _tile_leans(V, w, signed_s, lean_dtype)
+    for (_, a), (_, b) in zip(exact, rounded, strict=True):
+        differ += int(((a > 0) != (b > 0)).sum())
+    return differ, len(moving) * V.shape[0]
 
 
 def _apr_scores(
@@ -284,7 +329,7 @@ def dense_perturbation(
 
     For tests and small inspections only: it is exactly what the fast path never builds.
     """
-    step = _step_of(attack)
+    step = _step_of(attack, None)
     V, w = model.factors.detach(), model.linear.detach()
     with torch.no_grad():
         rho = loss_direction(model(batch), labels, loss_fn).to(V.dtype)

@@ -74,6 +74,8 @@ class AdversarialObjective:
         Weight of the clean term (Goodfellow et al.'s a; 1 in the FM blog).
     bounds
         Input box of dense inputs (the FM's sparse rows always live in [0, 1]).
+    lean_dtype
+        Type of the FM attack's mask product (``torch.bfloat16`` or None for float32).
     """
 
     attack: Attack
