@@ -41,6 +41,7 @@ def test_mixed_objective_is_clean_plus_beta_times_adversarial():
         ({"support": "some", "beta": 0.5}, "unknown perturbation support"),
         ({"attack": "teleport", "beta": 0.5}, "unknown attack"),
         ({"grad_noise": 0.1, "grad_noise_rows": "few"}, "rows must be one of"),
+        ({"beta": 0.5, "attack_precision": "fp8"}, "attack_precision must be one of"),
     ],
 )
 def test_bad_adversarial_options_fail_before_training(options, message):
@@ -107,6 +108,15 @@ def test_noisy_and_adversarial_only_training_still_learn():
         model = FMClassifier(k=4, **options, **FAST).fit(Xt, yt)
         accuracy = np.mean(model.predict(Xv) == yv)
         assert accuracy > 0.75, (options, accuracy)
+
+
+def test_bfloat16_attack_trains_like_float32():
+    X, y = planted_problem(n_rows=3000)
+    options = {"k": 4, "beta": 1.0, "alpha": 0.01, **FAST}
+    exact = FMClassifier(**options).fit(X[:2500], y[:2500])
+    rounded = FMClassifier(attack_precision="bfloat16", **options).fit(X[:2500], y[:2500])
+    agree = np.mean(exact.predict(X[2500:]) == rounded.predict(X[2500:]))
+    assert agree > 0.97
 
 
 def test_same_seed_same_adversarial_noisy_model():

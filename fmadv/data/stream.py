@@ -62,6 +62,9 @@ _PARQUET_BUFFER = 1 << 20
 
 _READ_ERRORS = (pl.exceptions.PolarsError, pa.ArrowException, OSError)
 
+# Rows per chunk of the CSV feature-map pass: large, since only distinct values are kept.
+_CSV_MAP_ROWS = 1 << 20
+
 _NO_FEATURE = -2  # code of a missing value (activates nothing), beside -1 = unknown
 
 
@@ -151,10 +154,16 @@ def stream_feature_map(
 ) -> FeatureMap:
     """Learn a :class:`FeatureMap` from a log in one streaming pass.
 
-    Equal to ``FeatureMap.fit(whole_log, fields, multi)``, computed without loading the
-    log: one polars streaming query per field keeps only that field's distinct values
-    (a streaming group-by), and the queries run together with :func:`polars.collect_all`,
-    which reads the file once and feeds every query from that one scan.
+    Equal to ``FeatureMap.fit(whole_log, fields, multi)``, computed with the polars
+    streaming engine without loading the log; memory holds the distinct values of the
+    fields and one chunk, whatever the number of rows.
+
+    - Parquet: one streaming group-by per field (a distinct), run together by
+      :func:`polars.collect_all`, which scans the file once and feeds every query.
+    - CSV: the same distincts, computed chunk by chunk from
+      :meth:`polars.LazyFrame.collect_batches` and merged. Polars' CSV group-by and
+      row count memory-map the whole file, so their resident memory grows with the
+      file; the chunked pass does not (``eval/bench/streaming_memory.py --csv``).
 
     Parameters
     ----------
@@ -190,7 +199,7 @@ def stream_feature_map(
     schema = _schema(lf, path)
     _require_columns(schema, fields, path)
 
-    queries = [lf.select(pl.len())]
+    values = {}
     for name in fields:
         column = pl.col(name)
         if name in multi and schema[name] == pl.String:
@@ -199,24 +208,51 @@ def stream_feature_map(
             column = column.str.split(multi[name]).explode()
         elif name in multi and _is_list(schema[name]):
             column = column.explode()
-        # A group-by with no aggregates is polars' streaming distinct; a
-        # ``select(col.unique().implode())`` looks equivalent but gathers the whole column.
-        queries.append(lf.select(column.alias(name)).group_by(name).agg())
+        values[name] = column.alias(name)
     try:
-        results = pl.collect_all(queries, engine="streaming")
+        if path.suffix.lower() == ".parquet":
+            n_rows, distinct = _distinct_parquet(lf, values)
+        else:
+            n_rows, distinct = _distinct_chunked(lf.select(fields), values)
     except _READ_ERRORS as err:
         raise _read_error(err, path) from None
-    if results[0].item() == 0:
+    if n_rows == 0:
         raise _empty_log(path)
 
     # The distinct values go through FeatureMap.fit itself, so the category strings and
     # their order are exactly what fitting on the whole log gives: fit only ever looks
     # at each value on its own, never at how often or where it occurs.
     categories: dict[str, tuple[str, ...]] = {}
-    for name, distinct in zip(fields, results[1:], strict=True):
+    for name in fields:
         sep = {name: multi[name]} if name in multi else None
-        categories[name] = FeatureMap.fit(distinct, [name], sep).field(name).categories
+        categories[name] = FeatureMap.fit(distinct[name], [name], sep).field(name).categories
     return FeatureMap.from_categories(categories, multi)
+
+
+def _distinct_parquet(
+    lf: pl.LazyFrame, values: Mapping[str, pl.Expr]
+) -> tuple[int, dict[str, pl.DataFrame]]:
+    # A group-by with no aggregates is polars' streaming distinct; a
+    # ``select(col.unique().implode())`` looks equivalent but gathers the whole column.
+    queries = [lf.select(pl.len())]
+    queries += [lf.select(expr).group_by(name).agg() for name, expr in values.items()]
+    results = pl.collect_all(queries, engine="streaming")
+    return int(results[0].item()), dict(zip(values, results[1:], strict=True))
+
+
+def _distinct_chunked(
+    lf: pl.LazyFrame, values: Mapping[str, pl.Expr]
+) -> tuple[int, dict[str, pl.DataFrame]]:
+    if not hasattr(pl.LazyFrame, "collect_batches"):
+        raise ConfigError("streaming a CSV log needs polars >= 1.34")
+    n_rows = 0
+    seen = {name: pl.DataFrame() for name in values}
+    for chunk in lf.collect_batches(chunk_size=_CSV_MAP_ROWS, lazy=True):
+        n_rows += chunk.height
+        for name, expr in values.items():
+            new = chunk.select(expr).unique()
+            seen[name] = new if seen[name].is_empty() else pl.concat([seen[name], new]).unique()
+    return n_rows, seen
 
 
 # -- value -> code, one chunk at a time ------------------------------------------------
@@ -422,8 +458,10 @@ class StreamingLog:
         try:
             if self.is_parquet:
                 return int(pq.ParquetFile(self.path).metadata.num_rows)
-            count = scan_log(self.path).select(pl.len()).collect(engine="streaming")
-            return int(count.item())
+            # Streams one column: polars' own CSV count memory-maps the whole file, and
+            # every page it touches counts as resident memory.
+            first = scan_log(self.path).select(pl.first())
+            return sum(c.height for c in first.collect_batches(chunk_size=1 << 20, lazy=True))
         except _READ_ERRORS as err:
             raise _read_error(err, self.path) from None
 

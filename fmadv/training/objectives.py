@@ -83,6 +83,7 @@ class AdversarialObjective:
     adversarial_only: bool = False
     clean_weight: float = 1.0
     bounds: Bounds = (0.0, 1.0)
+    lean_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         _check_weights(self.beta, self.clean_weight)
@@ -92,7 +93,9 @@ class AdversarialObjective:
     ) -> torch.Tensor:
         if isinstance(inputs, SparseBatch):
             scores = model(inputs)
-            adv = adversarial_scores(model, inputs, labels, loss_fn, self.attack, scores.detach())
+            adv = adversarial_scores(
+                model, inputs, labels, loss_fn, self.attack, scores.detach(), self.lean_dtype
+            )
         else:
             x_adv = perturb_inputs(self.attack, model, inputs, labels, loss_fn, self.bounds)
             adv = model(x_adv)
