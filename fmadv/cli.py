@@ -155,6 +155,25 @@ def train(
     test_file: Annotated[
         Path | None, typer.Option("--test", help="libFM test file (with --train).")
     ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Parquet or CSV interaction log to stream (need not fit in memory); "
+            "with --fields and --label.",
+        ),
+    ] = None,
+    valid_log: Annotated[
+        Path | None, typer.Option(help="Log of validation rows (read into memory), with --log.")
+    ] = None,
+    log_fields: Annotated[
+        str,
+        typer.Option("--fields", help="--log: comma-separated feature columns (one field each)."),
+    ] = "",
+    label: Annotated[
+        str | None,
+        typer.Option(help="--log: label column (-1/+1, 0/1, or rated with --threshold)."),
+    ] = None,
     data_dir: DataDir = None,
     split: Annotated[
         str | None,
@@ -272,6 +291,9 @@ def train(
         **fields,
     )
     model.objective(), model.hooks()  # option errors before any data is read
+    if log is not None:
+        _train_streaming(model, log, valid_log, log_fields, label, threshold, out, quiet, resume)
+        return
     if train_file is not None:
         train_set = _libfm(train_file, None, allow_real_valued)
         n = train_set.n_features
@@ -341,6 +363,67 @@ def train(
         source = data_info.get("dataset", "libFM files")
         console.print(metrics_table(f"FM k={k} on {source}", results, caption=model.describe()))
         console.print(f"saved {out / 'model.safetensors'}")
+
+
+def _train_streaming(
+    model, log: Path, valid_log, fields: str, label, threshold, out, quiet, resume
+):
+    """``fmadv train --log``: one streaming pass for the feature map, then training on
+    chunk-by-chunk batches with bounded memory."""
+    import scipy.sparse as sp
+
+    from fmadv.data.stream import StreamingLog, stream_feature_map
+
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    if not names or label is None:
+        raise ConfigError("--log needs --fields (feature columns) and --label (the label column)")
+    feature_map = stream_feature_map(log, names)
+    train = StreamingLog(log, feature_map, label, threshold=threshold)
+    eval_set = None
+    if valid_log is not None:
+        chunks = list(StreamingLog(valid_log, feature_map, label, threshold=threshold).chunks())
+        eval_set = (sp.vstack([c.X for c in chunks]).tocsr(), np.concatenate([c.y for c in chunks]))
+    main_process = _is_main_process()
+    quiet = quiet or not main_process
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress(quiet) as progress:
+        task = progress.add_task("training", total=train.n_rows)
+        model.fit_stream(
+            train, eval_set=eval_set, log_path=out / "metrics.jsonl",
+            on_step=lambda done, total: progress.update(task, completed=done),
+            on_epoch=lambda r: None if quiet else progress.console.print(_epoch_line(r)),
+            checkpoint=out / "checkpoint.safetensors", resume=resume,
+        )  # fmt: skip
+    if not main_process:
+        return
+    data_info = {"log": str(log), "fields": names, "label": label, "threshold": threshold}
+    results = (
+        {"valid": _evaluate_splits(model, {"valid": _Rows(*eval_set)})["valid"]} if eval_set else {}
+    )
+    model.save(
+        out / "model.safetensors",
+        feature_map=feature_map,
+        extra={"data": data_info, "results": results},
+    )
+    summary = {
+        "model": model.describe(),
+        "data": data_info,
+        "rows": train.n_rows,
+        "results": results,
+    }
+    text = json.dumps(summary, indent=2) + "\n"
+    atomic_write(out / "summary.json", lambda temp: Path(temp).write_text(text))
+    if not quiet:
+        console.print(
+            f"trained on {train.n_rows:,} streamed rows; saved {out / 'model.safetensors'}"
+        )
+
+
+class _Rows:
+    """Rows and labels in the shape of a Dataset, for the evaluation helpers."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
 
 
 def _is_main_process() -> bool:

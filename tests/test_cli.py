@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from fmadv.cli import app
 from fmadv.data import write_libfm
+from fmadv.models.classifier import FMClassifier
 from tests.fm_helpers import planted_problem
 
 runner = CliRunner()
@@ -229,3 +230,29 @@ def test_train_on_movielens(shared_data_dir, tmp_path):
         summary["results"]["test"]["auc"]
     )
     assert np.isfinite(summary["results"]["valid"]["hinge"])
+
+
+def test_train_from_a_streamed_log(tmp_path):
+    import polars as pl
+
+    from fmadv.data.stream import write_synthetic_log
+
+    write_synthetic_log(tmp_path / "all.parquet", 30_000, n_users=300, n_items=200, seed=0)
+    rows = pl.read_parquet(tmp_path / "all.parquet")
+    rows[:25_000].write_parquet(tmp_path / "train.parquet")
+    rows[25_000:].write_csv(tmp_path / "valid.csv")
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--log", tmp_path / "train.parquet", "--valid-log", tmp_path / "valid.csv",
+        "--fields", "user,item,segment,category", "--label", "rating", "--threshold", "4",
+        "--epochs", "3", "--batch-size", "2048", "--lr", "0.05", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 25_000 and summary["results"]["valid"]["auc"] > 0.65
+    loaded = FMClassifier.load(out / "model.safetensors")
+    assert loaded.feature_map_.field_names == ["user", "item", "segment", "category"]
+    result = invoke("train", "--log", tmp_path / "train.parquet", "--fields", "user,color",
+                    "--label", "rating", "--out", tmp_path / "bad")  # fmt: skip
+    assert_user_error(result, "missing column 'color'")
+    assert not (tmp_path / "bad").exists()

@@ -25,6 +25,7 @@ from fmadv.training.loop import (
     TrainConfig,
     clean_objective,
     fit,
+    fit_fm,
     predict_scores,
 )
 from fmadv.training.losses import get_loss
@@ -236,6 +237,32 @@ class FMClassifier:
             log_path=log_path,
             **fit_options,
         )
+        return self
+
+    def fit_stream(
+        self,
+        log: Any,
+        eval_set: tuple[Any, Any] | None = None,
+        log_path: str | Path | None = None,
+        **fit_options: Any,
+    ) -> FMClassifier:
+        """Learn from a :class:`~fmadv.data.stream.StreamingLog` that does not fit in
+        memory: batches are read, encoded and shuffled chunk by chunk."""
+        config = self.train_config()
+        config.validate()
+        objective, hooks = self.objective(), self.hooks()
+        n_features = log.feature_map.n_features
+        valid = None
+        if eval_set is not None:
+            Xv = check_rows(eval_set[0], n_features, self.allow_real_valued)
+            valid = (Xv, check_labels(eval_set[1], Xv.shape[0]))
+        generator = torch.Generator().manual_seed(self.random_state)
+        self.model_ = FactorizationMachine(n_features, self.k, self.init_std, generator)
+        self.n_features_in_ = n_features
+        self.history_ = fit_fm(
+            self.model_, log.batch_source(config.batch_size), log.n_rows, valid, config,
+            objective=objective, hooks=hooks, log_path=log_path, **fit_options,
+        )  # fmt: skip
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:

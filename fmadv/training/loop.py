@@ -287,11 +287,12 @@ def fit_loop(
     return history
 
 
-def fit(
+def fit_fm(
     model: FactorizationMachine,
-    train: tuple[sp.csr_matrix, np.ndarray],
-    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
-    config: TrainConfig | None = None,
+    batches: BatchSource,
+    n_rows: int,
+    valid: tuple[sp.csr_matrix, np.ndarray] | None,
+    config: TrainConfig,
     objective: Objective = clean_objective,
     hooks: Sequence[StepHook] = (),
     log_path: str | Path | None = None,
@@ -300,17 +301,11 @@ def fit(
     checkpoint: str | Path | None = None,
     resume: bool = False,
 ) -> History:
-    """Train a factorization machine on CSR rows with :func:`fit_loop`.
+    """:func:`fit_loop` for a factorization machine fed by any source of CSR batches.
 
-    ``train`` and ``valid`` are (rows, labels) with labels in {-1, +1}; validation
-    reports accuracy, AUC, hinge and log loss each epoch. The L2 penalty acts on the
-    rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
+    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty acts
+    on the rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
     """
-    config = config or TrainConfig()
-    X, y = train
-
-    def batches(rng: np.random.Generator, device: torch.device):
-        return iterate_batches(X, y, config.batch_size, device, rng.permutation(X.shape[0]))
 
     def evaluate(fm: nn.Module) -> dict[str, float]:
         return classification_report(valid[1], predict_scores(fm, valid[0]))
@@ -320,9 +315,27 @@ def fit(
         return l2 + config.reg_bias * fm.bias.square()
 
     return fit_loop(
-        model, batches, X.shape[0], evaluate if valid is not None else None, config,
+        model, batches, n_rows, evaluate if valid is not None else None, config,
         objective, hooks, penalty, log_path, on_step, on_epoch, checkpoint, resume,
     )  # fmt: skip
+
+
+def fit(
+    model: FactorizationMachine,
+    train: tuple[sp.csr_matrix, np.ndarray],
+    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
+    config: TrainConfig | None = None,
+    **options: Any,
+) -> History:
+    """Train a factorization machine on in-memory CSR rows and labels in {-1, +1};
+    ``options`` are those of :func:`fit_fm` (objective, hooks, logging, checkpoints)."""
+    config = config or TrainConfig()
+    X, y = train
+
+    def batches(rng: np.random.Generator, device: torch.device):
+        return iterate_batches(X, y, config.batch_size, device, rng.permutation(X.shape[0]))
+
+    return fit_fm(model, batches, X.shape[0], valid, config, **options)
 
 
 def config_dict(config: TrainConfig) -> dict:
