@@ -307,6 +307,22 @@ def test_unknown_category_names_field_value_and_row(tmp_path: Path) -> None:
     assert X.getnnz(axis=1).tolist() == [2, 2, 2, 1]
 
 
+def test_integer_ids_against_text_categories(tmp_path: Path) -> None:
+    # "02" is not how the integer 2 is written: FeatureMap.encode does not match them, and
+    # neither may the integer shortcut of the stream.
+    path = tmp_path / "ids.parquet"
+    frame = pl.DataFrame({"user": [1, 2, 3, 7], "y": [1, 0, 1, 0]})
+    frame.write_parquet(path)
+    fmap = FeatureMap.from_categories({"user": ["1", "02", "3", "x"]})
+    with pytest.raises(DataError, match=r"unknown category '2' in field 'user' \(row 1\)"):
+        list(StreamingLog(path, fmap, "y").batches(4))
+    X, _ = collect(StreamingLog(path, fmap, "y", unknown="ignore").batches(4))
+    assert same_rows(X, fmap.encode(frame, unknown="ignore"))
+    canonical = FeatureMap.from_categories({"user": [3, 1, 7, 2]})  # unsorted on purpose
+    X, _ = collect(StreamingLog(path, canonical, "y").batches(4))
+    assert same_rows(X, canonical.encode(frame))
+
+
 def test_empty_logs(tmp_path: Path) -> None:
     frame = pl.DataFrame({"user": [1], "rating": [4]}).clear()
     parquet, csv = write_both(frame, tmp_path, "empty")

@@ -47,6 +47,15 @@ from fmadv.data.features import (
 from fmadv.errors import ConfigError, DataError
 from fmadv.models.batch import SparseBatch
 
+__all__ = [
+    "SUFFIXES",
+    "LogChunk",
+    "StreamingLog",
+    "scan_log",
+    "stream_feature_map",
+    "write_synthetic_log",
+]
+
 SUFFIXES = (".parquet", ".csv")
 
 # CSV column types are inferred from this many leading rows. Polars' default (100) lets a
@@ -62,8 +71,9 @@ _PARQUET_BUFFER = 1 << 20
 
 _READ_ERRORS = (pl.exceptions.PolarsError, pa.ArrowException, OSError)
 
-# Rows per chunk of the CSV feature-map pass: large, since only distinct values are kept.
-_CSV_MAP_ROWS = 1 << 20
+# Rows per chunk of the CSV feature-map pass. Larger chunks are not faster (the engine
+# parses in its own morsels) but hold more memory: 1M rows measured about 100 MiB more.
+_CSV_MAP_ROWS = 262_144
 
 _NO_FEATURE = -2  # code of a missing value (activates nothing), beside -1 = unknown
 

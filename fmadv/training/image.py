@@ -204,9 +204,7 @@ def train_image_classifier(
     """Train ``config.model`` on ``data`` with ``config.method`` through :func:`fit_loop`."""
     config = config or ImageTrainConfig()
     config.validate()
-    if config.method == "vat" and config.labeled is None:
-        pass  # fully supervised VAT: every row keeps its label
-    elif config.labeled is not None and config.method != "vat":
+    if config.labeled is not None and config.method != "vat":
         raise ConfigError("labeled (semi-supervised training) needs method 'vat'")
     torch.manual_seed(config.seed)  # dropout masks
     model = build_model(config, data.shape, data.n_classes)
