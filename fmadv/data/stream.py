@@ -699,7 +699,7 @@ class StreamingLog:
                 break
             X = sp.vstack([carry_X, *(c.X for c in group)], format="csr", dtype=np.float32)
             y = np.concatenate([carry_y, *(c.y for c in group)])
-            del group  # the raw chunks: only the pooled copy is needed now
+            del group  # the chunks themselves: only the pooled copy is needed now
             n = X.shape[0]
             order = rng.permutation(n) if rng is not None else None
             full = n - n % batch_size
