@@ -93,6 +93,11 @@ class SparseBatch:
         return self.rows.device
 
     @property
+    def csr(self) -> sp.csr_matrix:
+        """The rows as the canonical scipy CSR matrix they were built from."""
+        return self._csr
+
+    @property
     def columns(self) -> torch.Tensor:
         """Feature index of every stored entry, row by row."""
         return self.rows.col_indices()

@@ -50,7 +50,7 @@ class Distributed:
         if not self.enabled:
             return inputs, labels
         if isinstance(inputs, SparseBatch):
-            local = SparseBatch(inputs._csr[self.rank :: self.world], inputs.device)
+            local = SparseBatch(inputs.csr[self.rank :: self.world], inputs.device)
         else:
             local = inputs[self.rank :: self.world]
         return local, labels[self.rank :: self.world]
