@@ -24,7 +24,12 @@ import pandas as pd
 from fmadv.attacks import make_attack
 from fmadv.data import load_dataset
 from fmadv.metrics.classification import classification_report
-from fmadv.metrics.robustness import attacked_scores, line_search_scores, robustness_report
+from fmadv.metrics.robustness import (
+    attacked_scores,
+    flip_curve,
+    line_search_scores,
+    robustness_report,
+)
 from fmadv.models.classifier import FMClassifier
 from fmadv.plots import plot_flip_curves
 from fmadv.training.losses import hinge
@@ -107,25 +112,20 @@ def main() -> None:
             "blog_flip_rate": BLOG_FLIP.get(name),
         }
         for support in ("all", "active"):
-            attack = make_attack("fgsm", 0.003, support)
-            scores, attacked = attacked_scores(model.model_, test.X, test.y, attack, hinge)
+
+            def fgsm(alpha: float, support: str = support):
+                return make_attack("fgsm", alpha, support)
+
+            scores, attacked = attacked_scores(model.model_, test.X, test.y, fgsm(0.003), hinge)
             report = robustness_report(test.y, scores, attacked)
             row[f"flip_rate_{support}"] = report["flip_rate"]
             row[f"adversarial_error_{support}"] = report["adversarial_error"]
             row[f"hinge_attacked_{support}"] = float(np.maximum(0, 1 - test.y * attacked).mean())
-            _, worst = line_search_scores(
-                model.model_, test.X, test.y,
-                lambda a, sup=support: make_attack("fgsm", a, sup), 0.003, hinge,
-            )  # fmt: skip
+            _, worst = line_search_scores(model.model_, test.X, test.y, fgsm, 0.003, hinge)
             searched = robustness_report(test.y, scores, worst)
             row[f"line_search_flip_rate_{support}"] = searched["flip_rate"]
             row[f"line_search_adversarial_error_{support}"] = searched["adversarial_error"]
-            curve = []
-            for alpha in ALPHAS:
-                a = make_attack("fgsm", alpha, support)
-                c, adv = attacked_scores(model.model_, test.X, test.y, a, hinge)
-                curve.append({"alpha": alpha, **robustness_report(test.y, c, adv)})
-            curves[support][name] = curve
+            curves[support][name] = flip_curve(model.model_, test.X, test.y, fgsm, ALPHAS, hinge)
         row["clean_hinge"] = clean["hinge"]
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))

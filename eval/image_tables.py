@@ -26,6 +26,7 @@ from fmadv.attacks import FGSM
 from fmadv.data.image_prep import load_image_dataset
 from fmadv.metrics.images import accuracy_curve, adversarial_examples, attack_report
 from fmadv.plots import plot_accuracy_curves
+from fmadv.reports import markdown_table
 from fmadv.training.image import ImageTrainConfig, attack_for_budget, train_image_classifier
 
 HERE = Path(__file__).parent
@@ -105,17 +106,9 @@ def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
 def write(table: pd.DataFrame, md_name: str, csv_name: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / csv_name, index=False)
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = (
-        "|" + "|".join("---:" if table[c].dtype.kind == "f" else "---" for c in table.columns) + "|"
-    )
-    lines = [header, rule]
-    for _, row in table.iterrows():
-        lines.append(
-            "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
-        )
-    (OUT / md_name).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
+    text = markdown_table(table)
+    (OUT / md_name).write_text(text + "\n")
+    print(text, flush=True)
 
 
 def huang_mlp(args) -> None:

@@ -397,9 +397,11 @@ def _train_streaming(
     if not main_process:
         return
     data_info = {"log": str(log), "fields": names, "label": label, "threshold": threshold}
-    results = (
-        {"valid": _evaluate_splits(model, {"valid": _Rows(*eval_set)})["valid"]} if eval_set else {}
-    )
+    results = {}
+    if eval_set is not None:
+        from fmadv.metrics.classification import classification_report
+
+        results["valid"] = classification_report(eval_set[1], model.decision_function(eval_set[0]))
     model.save(
         out / "model.safetensors",
         feature_map=feature_map,
@@ -417,13 +419,6 @@ def _train_streaming(
         console.print(
             f"trained on {train.n_rows:,} streamed rows; saved {out / 'model.safetensors'}"
         )
-
-
-class _Rows:
-    """Rows and labels in the shape of a Dataset, for the evaluation helpers."""
-
-    def __init__(self, X, y):
-        self.X, self.y = X, y
 
 
 def _is_main_process() -> bool:
@@ -608,12 +603,14 @@ def robustness(
     def make(step: float):
         return model.make_attack(step, support_name)
 
-    summary = flip_curve(model.model_, rows.X, rows.y, make, [alpha], loss_fn)[0]
+    # The summary's alpha is usually a point of the curve: attack once for both.
+    curve = flip_curve(model.model_, rows.X, rows.y, make, sorted(set(steps) | {alpha}), loss_fn)
+    summary = dict(next(point for point in curve if point["alpha"] == alpha))
+    curve = [point for point in curve if point["alpha"] in steps]
     clean, worst = line_search_scores(model.model_, rows.X, rows.y, make, alpha, loss_fn)
     line_search = robustness_report(rows.y, clean, worst)
     summary["line_search_flip_rate"] = line_search["flip_rate"]
     summary["line_search_adversarial_error"] = line_search["adversarial_error"]
-    curve = flip_curve(model.model_, rows.X, rows.y, make, steps, loss_fn)
     report = {
         "model": str(model_path),
         "rows": name,

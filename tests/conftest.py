@@ -21,5 +21,17 @@ def shared_data_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensors: a second thread only adds
+    synchronisation, which costs more than the ops themselves on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # The small synthetic catalogue every recommender's contract tests run on.
 from tests.recommender_contract import interactions  # noqa: E402, F401

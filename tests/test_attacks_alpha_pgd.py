@@ -13,13 +13,7 @@ from tests.test_attacks_contract import random_mlp
 WIDE = (-100.0, 100.0)  # a box that never clips, where a test wants the raw step
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_problem(rows: int = 16, features: int = 7, classes: int = 4, seed: int = 0):

@@ -35,14 +35,7 @@ BUDGET_NORM = {"fgsm": "linf", "l2": "l2"}
 SINGLE_STEP = {"fgsm", "l2", "alpha"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tensors here are tiny: a second intra-op thread only adds synchronisation,
-    # which costs milliseconds per op on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass

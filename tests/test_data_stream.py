@@ -26,14 +26,7 @@ from fmadv.training.loop import TrainConfig, fit_loop, iterate_batches, predict_
 FIELDS = ["user", "item", "segment", "category"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny FM steps: a second intra-op thread only adds synchronisation, which costs
-    # far more than the step itself on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def messy_frame() -> pl.DataFrame:

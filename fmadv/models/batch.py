@@ -8,6 +8,7 @@ transpose a sparse tensor at every backward.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -57,28 +58,59 @@ class SparseBatch:
     ):
         csr = sp.csr_matrix(matrix)
         csr.sum_duplicates()
-        device = torch.device(device)
+        self._csr = csr
         self.shape: tuple[int, int] = csr.shape
         self.is_binary = bool(np.all(csr.data == 1))
-        self.rows = _csr_tensor(csr, device, dtype)
-        self.rows_t = _csr_tensor(csr.T.tocsr(), device, dtype)
-        # Entry e of the transpose holds entry transpose_order[e] of the rows: lets a CSR
-        # with the rows' pattern and new values be transposed without another sort.
-        order = sp.csr_matrix(
-            (np.arange(csr.nnz, dtype=np.float64), csr.indices, csr.indptr), csr.shape
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    # The tensors are built on first use: a batch that is only sliced (one process's
+    # shard of a global batch) never pays for the transposes.
+    @functools.cached_property
+    def rows(self) -> torch.Tensor:
+        return _csr_tensor(self._csr, self.device, self.dtype)
+
+    @functools.cached_property
+    def _transpose(self) -> sp.csr_matrix:
+        """The transpose's pattern, its entries holding their positions in the rows."""
+        csr = self._csr
+        positions = np.arange(csr.nnz, dtype=np.int64)
+        return sp.csr_matrix((positions, csr.indices, csr.indptr), csr.shape).T.tocsr()
+
+    @functools.cached_property
+    def transpose_order(self) -> torch.Tensor:
+        """Entry e of the transpose holds entry transpose_order[e] of the rows: a CSR with
+        the rows' pattern and new values is transposed without another sort."""
+        return torch.from_numpy(self._transpose.data).to(self.device)
+
+    @functools.cached_property
+    def rows_t(self) -> torch.Tensor:
+        return self._transposed(self._csr.data)
+
+    @functools.cached_property
+    def squared(self) -> torch.Tensor:
+        return self.rows if self.is_binary else self._with_data(self._csr.data**2)
+
+    @functools.cached_property
+    def squared_t(self) -> torch.Tensor:
+        return self.rows_t if self.is_binary else self._transposed(self._csr.data**2)
+
+    @functools.cached_property
+    def row_of_entry(self) -> torch.Tensor:
+        """Row index of every stored entry."""
+        lengths = torch.from_numpy(np.diff(self._csr.indptr)).to(self.device)
+        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.device), lengths)
+
+    def _with_data(self, data: np.ndarray) -> torch.Tensor:
+        csr = self._csr
+        return _csr_tensor(
+            sp.csr_matrix((data, csr.indices, csr.indptr), csr.shape), self.device, self.dtype
         )
-        self.transpose_order = torch.from_numpy(order.T.tocsr().data.astype(np.int64)).to(device)
-        self.row_of_entry = torch.repeat_interleave(
-            torch.arange(csr.shape[0], device=device), self.rows.crow_indices().diff()
-        )
-        if self.is_binary:
-            self.squared, self.squared_t = self.rows, self.rows_t
-        else:
-            sq = csr.copy()
-            sq.data = sq.data**2
-            self.squared = _csr_tensor(sq, device, dtype)
-            self.squared_t = _csr_tensor(sq.T.tocsr(), device, dtype)
-        self._csr = csr
+
+    def _transposed(self, data: np.ndarray) -> torch.Tensor:
+        t = self._transpose
+        matrix = sp.csr_matrix((data[t.data], t.indices, t.indptr), t.shape)
+        return _csr_tensor(matrix, self.device, self.dtype)
 
     @property
     def n_rows(self) -> int:
@@ -87,10 +119,6 @@ class SparseBatch:
     @property
     def n_features(self) -> int:
         return self.shape[1]
-
-    @property
-    def device(self) -> torch.device:
-        return self.rows.device
 
     @property
     def csr(self) -> sp.csr_matrix:
@@ -115,7 +143,7 @@ class SparseBatch:
 
     def to_dense(self) -> torch.Tensor:
         """The rows as a dense (batch x n) tensor: for references and tests, not the fast path."""
-        return torch.from_numpy(self._csr.toarray()).to(self.rows.device, self.rows.dtype)
+        return torch.from_numpy(self._csr.toarray()).to(self.device, self.dtype)
 
 
 class _SparseProduct(torch.autograd.Function):

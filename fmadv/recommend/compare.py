@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_numeric_dtype
 
 from fmadv.attacks.base import Attack
 from fmadv.data.dataset import Dataset
@@ -28,6 +27,7 @@ from fmadv.recommend.base import Recommender
 from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.interactions import Interactions
 from fmadv.recommend.stability import stability
+from fmadv.reports import markdown_table
 
 MODEL_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc", "novelty")
 EXCLUSIVE_METRICS = ("hit_rate", "mean_rating", "popularity", "genre_match")
@@ -180,18 +180,6 @@ def compare_topk(
     )
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = (
-        "|" + "|".join("---:" if is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"
-    )
-    lines = [header, rule]
-    for _, row in frame.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def to_markdown(comparison: Comparison, title: str = "Top-k comparison") -> str:
     """The comparison as Markdown: a model table and a pair table."""
     models = comparison.models.reset_index()
@@ -205,11 +193,11 @@ def to_markdown(comparison: Comparison, title: str = "Top-k comparison") -> str:
         "",
         "## Models",
         "",
-        _markdown(models),
+        markdown_table(models),
         "",
         "## Pairs (A, B)",
         "",
-        _markdown(
+        markdown_table(
             pairs[
                 [
                     "a",
@@ -221,7 +209,7 @@ def to_markdown(comparison: Comparison, title: str = "Top-k comparison") -> str:
         "",
         "## What each model alone suggests",
         "",
-        _markdown(pairs[["a", "b", *[c for c in pairs.columns if c.startswith("only")]]]),
+        markdown_table(pairs[["a", "b", *[c for c in pairs.columns if c.startswith("only")]]]),
         "",
     ]
     return "\n".join(parts)

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -336,8 +336,3 @@ def fit(
         return iterate_batches(X, y, config.batch_size, device, rng.permutation(X.shape[0]))
 
     return fit_fm(model, batches, X.shape[0], valid, config, **options)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    """The config as a JSON-safe dict (saved beside the model)."""
-    return asdict(config)

@@ -26,6 +26,7 @@ from fmadv.errors import ConfigError
 from fmadv.models.batch import SparseBatch
 from fmadv.models.fm_attack import adversarial_scores
 from fmadv.training.losses import LossFn
+from fmadv.training.seeded import SeededGenerator
 
 UNBOUNDED: Bounds = (-math.inf, math.inf)
 
@@ -189,18 +190,17 @@ class VirtualAdversarialObjective:
     iterations: int = 1
     weight: float = 1.0
     seed: int = 0
-    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _random: SeededGenerator = field(init=False, repr=False)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The direction generator's state, so that a resumed run draws the same directions."""
-        return {} if self._generator is None else {"generator": self._generator.get_state()}
+        """The generator's state, so that a resumed run draws the same numbers."""
+        return self._random.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if "generator" in state:
-            self._generator = torch.Generator().manual_seed(self.seed)
-            self._generator.set_state(state["generator"])
+        self._random.load_state_dict(state)
 
     def __post_init__(self) -> None:
+        self._random = SeededGenerator(self.seed)
         if not self.eps >= 0 or not self.xi > 0 or self.iterations < 1 or not self.weight >= 0:
             raise ConfigError("VAT needs eps >= 0, xi > 0, iterations >= 1 and weight >= 0")
 
@@ -213,10 +213,10 @@ class VirtualAdversarialObjective:
         if labelled.any():
             supervised = loss_fn(logits[labelled], labels[labelled]).mean()
         target = logits.detach().log_softmax(1)
-        if self._generator is None or self._generator.device != inputs.device:
-            self._generator = torch.Generator(inputs.device).manual_seed(self.seed)
         direction = _unit_rows(
-            torch.randn(inputs.shape, generator=self._generator, device=inputs.device)
+            torch.randn(
+                inputs.shape, generator=self._random.on(inputs.device), device=inputs.device
+            )
         )
         for _ in range(self.iterations):
             probe = (self.xi * direction).requires_grad_(True)

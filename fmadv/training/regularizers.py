@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fmadv.errors import ConfigError
+from fmadv.training.seeded import SeededGenerator
 
 NOISE_ROWS = ("touched", "all")
 
@@ -39,9 +40,10 @@ class GradientNoise:
     gamma: float = 0.55
     rows: str = "touched"
     seed: int = 0
-    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _random: SeededGenerator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._random = SeededGenerator(self.seed)
         if not self.eta >= 0 or not math.isfinite(self.eta):
             raise ConfigError(f"gradient noise eta must be >= 0, got {self.eta}")
         if not self.gamma >= 0 or not math.isfinite(self.gamma):
@@ -50,13 +52,11 @@ class GradientNoise:
             raise ConfigError(f"gradient noise rows must be one of {NOISE_ROWS}, got {self.rows!r}")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The noise generator's state, so that a resumed run draws the same noise."""
-        return {} if self._generator is None else {"generator": self._generator.get_state()}
+        """The generator's state, so that a resumed run draws the same numbers."""
+        return self._random.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if "generator" in state:
-            self._generator = torch.Generator().manual_seed(self.seed)
-            self._generator.set_state(state["generator"])
+        self._random.load_state_dict(state)
 
     def std(self, step: int) -> float:
         return math.sqrt(self.eta / (1 + step) ** self.gamma)
@@ -70,9 +70,9 @@ class GradientNoise:
             grad = param.grad
             if grad is None:
                 continue
-            if self._generator is None or self._generator.device != grad.device:
-                self._generator = torch.Generator(grad.device).manual_seed(self.seed)
-            noise = torch.randn(grad.shape, generator=self._generator, device=grad.device)
+            noise = torch.randn(
+                grad.shape, generator=self._random.on(grad.device), device=grad.device
+            )
             noise = noise.to(grad.dtype) * std
             if self.rows == "touched" and grad.dim() > 0:
                 touched = grad != 0 if grad.dim() == 1 else (grad != 0).any(1, keepdim=True)
