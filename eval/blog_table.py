@@ -23,6 +23,7 @@ import pandas as pd
 
 from fmadv.attacks import make_attack
 from fmadv.data import load_dataset
+from fmadv.losses import hinge
 from fmadv.metrics.classification import classification_report
 from fmadv.metrics.robustness import (
     attacked_scores,
@@ -32,7 +33,6 @@ from fmadv.metrics.robustness import (
 )
 from fmadv.models.classifier import FMClassifier
 from fmadv.plots import plot_flip_curves
-from fmadv.training.losses import hinge
 
 HERE = Path(__file__).parent
 # The blog's figures: share of test predictions that flip under its attack.

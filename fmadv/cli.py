@@ -19,9 +19,9 @@ from fmadv.attacks import ATTACKS, SUPPORTS
 from fmadv.data.cards import list_cards
 from fmadv.errors import ConfigError, FmadvError
 from fmadv.io import atomic_write
+from fmadv.losses import LOSSES
 from fmadv.models.fm_attack import FM_ATTACKS, PRECISIONS
 from fmadv.training.loop import MONITORS, OPTIMIZERS, TrainConfig
-from fmadv.training.losses import LOSSES
 from fmadv.training.regularizers import NOISE_ROWS
 
 app = typer.Typer(
@@ -583,10 +583,10 @@ def robustness(
     import pandas as pd
 
     from fmadv.attacks.base import check_step
+    from fmadv.losses import get_loss
     from fmadv.metrics.robustness import flip_curve, line_search_scores, robustness_report
     from fmadv.models.classifier import FMClassifier
     from fmadv.plots import plot_flip_curves
-    from fmadv.training.losses import get_loss
 
     try:
         steps = [check_step(float(a)) for a in alphas.split(",") if a.strip()]

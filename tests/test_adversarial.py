@@ -4,11 +4,11 @@ import torch
 
 from fmadv.attacks import FGSM
 from fmadv.errors import ConfigError
+from fmadv.losses import hinge
 from fmadv.metrics.robustness import attacked_scores, line_search_scores, robustness_report
-from fmadv.models.batch import SparseBatch
 from fmadv.models.classifier import FMClassifier
 from fmadv.models.fm_attack import adversarial_scores
-from fmadv.training.losses import hinge
+from fmadv.sparse import SparseBatch
 from fmadv.training.objectives import AdversarialObjective
 from fmadv.training.regularizers import GradientNoise
 from tests.fm_helpers import planted_problem, random_fm, random_rows

@@ -20,7 +20,7 @@ from torch import nn
 
 from fmadv.attacks import ATTACKS, Attack
 from fmadv.errors import ConfigError
-from fmadv.training.losses import hinge
+from fmadv.losses import hinge
 from tests.fm_helpers import random_fm
 
 ALPHA = {"mlp": 0.05, "fm": 0.05}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmadv.models.batch import SparseBatch
 from fmadv.models.fm import FactorizationMachine
+from fmadv.sparse import SparseBatch
 from tests.fm_helpers import random_fm, random_rows
 
 

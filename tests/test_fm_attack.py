@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from fmadv.attacks import APR, FGSM, L2Step
+from fmadv.losses import hinge, logistic, squared
 from fmadv.models import fm_attack
-from fmadv.models.batch import SparseBatch
 from fmadv.models.fm_attack import adversarial_scores, dense_perturbation
-from fmadv.training.losses import hinge, logistic, squared
+from fmadv.sparse import SparseBatch
 from tests.fm_helpers import random_fm, random_rows
 
 

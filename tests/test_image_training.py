@@ -5,6 +5,7 @@ import torch
 from fmadv.attacks import L2Step
 from fmadv.data.image_prep import PreparedImages
 from fmadv.errors import ConfigError, ModelFileError
+from fmadv.losses import cross_entropy
 from fmadv.models.image import MLP
 from fmadv.training.image import (
     METHODS,
@@ -13,7 +14,6 @@ from fmadv.training.image import (
     attack_for_budget,
     train_image_classifier,
 )
-from fmadv.training.losses import cross_entropy
 from fmadv.training.objectives import (
     AdversarialObjective,
     RepresentationAdversarialObjective,

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from fmadv.errors import ConfigError
+from fmadv.losses import get_loss, hinge, logistic, squared
 from fmadv.metrics.classification import accuracy, auc, classification_report, log_loss
-from fmadv.training.losses import get_loss, hinge, logistic, squared
 
 
 def brute_force_auc(labels, scores):

@@ -69,10 +69,10 @@ def test_attacked_scores_equal_the_attack_on_full_rows(classifier, interactions)
     import torch
 
     from fmadv.attacks import FGSM
-    from fmadv.models.batch import SparseBatch
+    from fmadv.losses import logistic
     from fmadv.models.fm_attack import adversarial_scores
     from fmadv.recommend.stability import AttackedFMRecommender, stability
-    from fmadv.training.losses import logistic
+    from fmadv.sparse import SparseBatch
 
     base = FMRecommender(classifier).fit(interactions)
     attack = FGSM(0.05)

@@ -28,11 +28,11 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.attacks import FGSM
+from fmadv.losses import hinge
 from fmadv.models import fm_attack
-from fmadv.models.batch import SparseBatch
 from fmadv.models.fm import FactorizationMachine
 from fmadv.models.fm_attack import adversarial_scores, loss_direction
-from fmadv.training.losses import hinge
+from fmadv.sparse import SparseBatch
 from fmadv.training.objectives import AdversarialObjective
 
 ALPHA, BETA = 0.003, 0.5

@@ -18,8 +18,8 @@ import time
 import torch
 
 from fmadv.attacks import FGSM, PGD
+from fmadv.losses import cross_entropy
 from fmadv.models.image import MLP, LeNet
-from fmadv.training.losses import cross_entropy
 
 
 def images_per_second(run, batch: int, repeats: int) -> float:

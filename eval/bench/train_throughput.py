@@ -22,9 +22,9 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.data import load_dataset
-from fmadv.models.batch import SparseBatch
+from fmadv.losses import hinge
 from fmadv.models.fm import FactorizationMachine
-from fmadv.training.losses import hinge
+from fmadv.sparse import SparseBatch
 
 
 def reference_batch(X: sp.csr_matrix):

@@ -45,7 +45,7 @@ from fmadv.data.features import (
     _to_strings,
 )
 from fmadv.errors import ConfigError, DataError
-from fmadv.models.batch import SparseBatch
+from fmadv.sparse import SparseBatch
 
 __all__ = [
     "SUFFIXES",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fmadv.attacks.base import Attack, Bounds
-from fmadv.training.losses import cross_entropy
+from fmadv.losses import cross_entropy
 from fmadv.training.objectives import perturb_inputs
 
 

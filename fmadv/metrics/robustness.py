@@ -9,10 +9,10 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.attacks.base import Attack
-from fmadv.models.batch import SparseBatch
+from fmadv.losses import LossFn
 from fmadv.models.fm import FactorizationMachine
 from fmadv.models.fm_attack import adversarial_scores
-from fmadv.training.losses import LossFn
+from fmadv.sparse import SparseBatch
 
 
 @torch.no_grad()

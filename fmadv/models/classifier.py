@@ -14,6 +14,7 @@ from fmadv.attacks import Attack, make_attack
 from fmadv.attacks.base import check_step
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.io import load_tensors, save_tensors
+from fmadv.losses import get_loss
 from fmadv.metrics.robustness import attacked_scores, robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.models.fm_attack import PRECISIONS
@@ -28,7 +29,6 @@ from fmadv.training.loop import (
     fit_fm,
     predict_scores,
 )
-from fmadv.training.losses import get_loss
 from fmadv.training.objectives import AdversarialObjective
 from fmadv.training.regularizers import GradientNoise
 

@@ -3,7 +3,7 @@
     y_hat(x) = b + <w, x> + 1/2 * sum_f [ (x V)_f^2 - (x^2)(V^2)_f ]
 
 Two forward paths give the same numbers: :meth:`FactorizationMachine.forward` on a
-:class:`~fmadv.models.batch.SparseBatch` (O(m k) work per row with m active features,
+:class:`~fmadv.sparse.SparseBatch` (O(m k) work per row with m active features,
 through sparse matrix products), and :meth:`FactorizationMachine.forward_dense` on
 dense rows (plain autograd; the attacks differentiate it with respect to x).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmadv.models.batch import SparseBatch, sparse_product
+from fmadv.sparse import SparseBatch, sparse_product
 
 
 class FactorizationMachine(nn.Module):

@@ -30,9 +30,9 @@ from fmadv.attacks.base import Attack
 from fmadv.attacks.fgsm import FGSM
 from fmadv.attacks.l2 import L2Step
 from fmadv.errors import ConfigError
-from fmadv.models.batch import SparseBatch
+from fmadv.losses import LossFn
 from fmadv.models.fm import FactorizationMachine
-from fmadv.training.losses import LossFn
+from fmadv.sparse import SparseBatch
 
 # Attacks the FM scores exactly without a dense x_adv (the others need dense rows).
 FM_ATTACKS = ("fgsm", "l2", "apr")

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from fmadv.errors import ConfigError
-from fmadv.models.batch import SparseBatch
 from fmadv.models.classifier import FMClassifier
 from fmadv.recommend.base import Recommender
 from fmadv.recommend.interactions import Interactions
+from fmadv.sparse import SparseBatch
 
 
 class FMRecommender(Recommender):

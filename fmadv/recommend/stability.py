@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from fmadv.attacks.base import Attack
-from fmadv.models.batch import SparseBatch
+from fmadv.losses import logistic
 from fmadv.models.fm_attack import adversarial_scores
 from fmadv.recommend.base import Recommender
 from fmadv.recommend.fm import FMRecommender
-from fmadv.training.losses import logistic
+from fmadv.sparse import SparseBatch
 
 ROWS_PER_CALL = 8192
 

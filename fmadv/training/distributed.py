@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fmadv.models.batch import SparseBatch
+from fmadv.sparse import SparseBatch
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 
 from fmadv.errors import ConfigError
+from fmadv.losses import LossFn, get_loss
 from fmadv.metrics.classification import classification_report
-from fmadv.models.batch import SparseBatch
 from fmadv.models.fm import FactorizationMachine
+from fmadv.sparse import SparseBatch
 from fmadv.training.checkpoint import load_checkpoint, save_checkpoint
 from fmadv.training.device import resolve_device
 from fmadv.training.distributed import Distributed
-from fmadv.training.losses import LossFn, get_loss
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 # Metric name -> True when larger is better.

@@ -23,9 +23,9 @@ from torch import nn
 
 from fmadv.attacks.base import Attack, Bounds
 from fmadv.errors import ConfigError
-from fmadv.models.batch import SparseBatch
+from fmadv.losses import LossFn
 from fmadv.models.fm_attack import adversarial_scores
-from fmadv.training.losses import LossFn
+from fmadv.sparse import SparseBatch
 from fmadv.training.seeded import SeededGenerator
 
 UNBOUNDED: Bounds = (-math.inf, math.inf)
