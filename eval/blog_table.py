@@ -23,15 +23,11 @@ import pandas as pd
 
 from fmadv.attacks import make_attack
 from fmadv.data import load_dataset
+from fmadv.estimators.fm import FMClassifier
+from fmadv.evaluation.robustness import attacked_scores, flip_curve, line_search_scores
 from fmadv.losses import hinge
 from fmadv.metrics.classification import classification_report
-from fmadv.metrics.robustness import (
-    attacked_scores,
-    flip_curve,
-    line_search_scores,
-    robustness_report,
-)
-from fmadv.models.classifier import FMClassifier
+from fmadv.metrics.robustness import robustness_report
 from fmadv.plots import plot_flip_curves
 
 HERE = Path(__file__).parent
@@ -46,10 +42,10 @@ def models(args) -> dict[str, dict]:
         "plain": {},
         "gradient noise": {"grad_noise": args.eta},
         "gradient noise, all rows": {"grad_noise": args.eta, "grad_noise_rows": "all"},
-        "adversarial": {"beta": 0.5, "alpha": 0.003, "support": "all"},
+        "adversarial": {"beta": 0.5, "eps": 0.003, "support": "all"},
         "adversarial, active support": {
             "beta": 0.5,
-            "alpha": args.active_alpha,
+            "eps": args.active_alpha,
             "support": "active",
         },
     }
@@ -83,7 +79,7 @@ def main() -> None:
     splits = load_dataset("movielens-100k", args.data_dir, **options)
     train, valid, test = splits.train, splits.valid, splits.test
     shared = {
-        "k": args.k, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "n_factors": args.k, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
         "patience": 3, "random_state": args.seed,
     }  # fmt: skip
     print(f"MovieLens-100K {args.split}, side features {side or 'none'}: "

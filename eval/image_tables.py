@@ -24,10 +24,16 @@ import torch
 
 from fmadv.attacks import FGSM
 from fmadv.data.image_prep import load_image_dataset
-from fmadv.metrics.images import accuracy_curve, adversarial_examples, attack_report
+from fmadv.estimators.image import (
+    ImageTrainConfig,
+    image_attack,
+    image_loop,
+    train_image_classifier,
+)
+from fmadv.evaluation.images import accuracy_curve, adversarial_examples, attack_report
 from fmadv.plots import plot_accuracy_curves
 from fmadv.reports import markdown_table
-from fmadv.training.image import ImageTrainConfig, attack_for_budget, train_image_classifier
+from fmadv.training.loop import TrainConfig
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "images"
@@ -43,18 +49,18 @@ HUANG_TABLE1 = {
 REPORT = {"standard": (0.9858, 0.0496), "adversarial": (0.9840, 0.8328)}
 
 
-def huang_attacks(budget: float, pgd_steps: int) -> dict:
+def huang_attacks(eps: float, pgd_steps: int) -> dict:
     return {
-        "adv_loss_sign": attack_for_budget("fgsm", budget, PIXELS),
-        "adv_loss": attack_for_budget("l2", budget, PIXELS),
-        "adv_alpha": attack_for_budget("alpha", budget, PIXELS),
-        "pgd": attack_for_budget("pgd", budget, PIXELS, norm="l2", steps=pgd_steps),
+        "adv_loss_sign": image_attack("fgsm", eps, PIXELS),
+        "adv_loss": image_attack("l2", eps, PIXELS),
+        "adv_alpha": image_attack("minimal-step", eps, PIXELS),
+        "pgd": image_attack("pgd", eps, PIXELS, norm="l2", steps=pgd_steps),
     }
 
 
-def train(data, name: str, **options):
+def train(data, name: str, loop: TrainConfig, **options):
     started = time.perf_counter()
-    classifier = train_image_classifier(data, ImageTrainConfig(**options))
+    classifier = train_image_classifier(data, ImageTrainConfig(**options, loop=loop))
     seconds = time.perf_counter() - started
     record = classifier.history.records[-1]
     print(
@@ -68,20 +74,17 @@ def train(data, name: str, **options):
 def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
     data = load_image_dataset("mnist", args.data_dir, valid_size=5000, seed=args.seed, scale=256)
     test_x, test_y = data.test_x[: args.rows], data.test_y[: args.rows]
-    shared = {
-        "model": model,
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "seed": args.seed,
-        "budget": args.budget,
+    loop = image_loop(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    shared = {"model": model, "eps": args.l2_eps}
+    classifiers = {
+        name: train(data, name, loop, **shared, **extra) for name, extra in methods.items()
     }
-    classifiers = {name: train(data, name, **shared, **extra) for name, extra in methods.items()}
     # The fixed set: made once from the normal network with Adv_Loss.
     fixed = adversarial_examples(
         classifiers["normal"].model,
         test_x,
         test_y,
-        attack_for_budget("l2", args.budget, PIXELS),
+        image_attack("l2", args.l2_eps, PIXELS),
         data.bounds,
     )
     rows = []
@@ -90,7 +93,7 @@ def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
             classifier.model,
             test_x,
             test_y,
-            huang_attacks(args.budget, args.pgd_steps),
+            huang_attacks(args.l2_eps, args.pgd_steps),
             data.bounds,
             fixed,
         )
@@ -120,7 +123,7 @@ def huang_mlp(args) -> None:
             "dropout": {"method": "dropout", "dropout": 0.5},
             "goodfellow": {"method": "goodfellow", "attack": "fgsm", "goodfellow_weight": 0.5},
             "lwa": {"method": "lwa", "attack": "l2"},
-            "lwa_rep": {"method": "lwa-rep", "attack": "l2", "rep_budget": args.budget},
+            "lwa_rep": {"method": "lwa-rep", "attack": "l2", "rep_eps": args.l2_eps},
         },
         "huang_table1_mlp",
     )
@@ -140,12 +143,13 @@ def huang_lenet(args) -> None:
     x, y = data.test_x[: args.curve_rows], data.test_y[: args.curve_rows]
     norms = [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4]
     curves = {}
-    for label, name in (("Adv_Loss_Sign", "fgsm"), ("Adv_Loss", "l2"), ("Adv_Alpha", "alpha")):
+    attacks = (("Adv_Loss_Sign", "fgsm"), ("Adv_Loss", "l2"), ("Adv_Alpha", "minimal-step"))
+    for label, name in attacks:
         curves[label] = accuracy_curve(
             classifiers["normal"].model,
             x,
             y,
-            lambda b, n=name: attack_for_budget(n, b, PIXELS),
+            lambda eps, n=name: image_attack(n, eps, PIXELS),
             norms,
             data.bounds,
         )
@@ -156,34 +160,28 @@ def huang_lenet(args) -> None:
         OUT / "huang_figure1_lenet.png",
         title="Normally trained LeNet: accuracy against the L2 norm",
     )
-    print(frame.pivot(index="budget", columns="attack", values="accuracy").to_string(), flush=True)
+    print(frame.pivot(index="eps", columns="attack", values="accuracy").to_string(), flush=True)
 
 
 def lenet_report(args) -> None:
     data = load_image_dataset(
         "mnist", args.data_dir, valid_size=5000, seed=args.seed, scale=255, subtract_mean=True
     )
-    budget = args.eps * math.sqrt(PIXELS)  # the L2 norm of an eps sign step
-    shared = {
-        "model": "lenet",
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "seed": args.seed,
-        "attack": "fgsm",
-        "budget": budget,
-    }
+    l2_eps = args.eps * math.sqrt(PIXELS)  # the L2 norm of an eps sign step
+    loop = image_loop(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    shared = {"model": "lenet", "attack": "fgsm", "eps": l2_eps}
     classifiers = {
-        "standard": train(data, "standard", method="normal", **shared),
+        "standard": train(data, "standard", loop, method="normal", **shared),
         # x_adv from the current model at every step, a = 0.5: Goodfellow et al.'s
         # adversarial training, which the report's figures follow.
-        "adversarial": train(data, "adversarial", method="goodfellow", **shared),
+        "adversarial": train(data, "adversarial", loop, method="goodfellow", **shared),
         # The whole training set attacked once per epoch with that epoch's starting model.
-        "augment per epoch": train(data, "augment per epoch", method="augment", **shared),
+        "augment per epoch": train(data, "augment per epoch", loop, method="augment", **shared),
     }
     x, y = data.test_x[: args.rows], data.test_y[: args.rows]
     attacks = {
         "fgsm": FGSM(args.eps),
-        "pgd": attack_for_budget("pgd", budget, PIXELS, norm="linf", steps=args.pgd_steps),
+        "pgd": image_attack("pgd", l2_eps, PIXELS, norm="linf", steps=args.pgd_steps),
     }
     rows = []
     for name, classifier in classifiers.items():
@@ -208,7 +206,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--budget", type=float, default=1.5, help="L2 budget (Huang's c)")
+    parser.add_argument(
+        "--l2-eps", "--budget", type=float, default=1.5, help="L2 norm of the attacks (Huang's c)"
+    )
     parser.add_argument("--eps", type=float, default=0.25, help="FGSM L-inf step (report)")
     parser.add_argument("--pgd-steps", type=int, default=20)
     parser.add_argument("--rows", type=int, default=10_000, help="test images evaluated")

@@ -24,13 +24,20 @@ _METADATA_KEY = "fmadv"
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(temp_path)`` then rename the temporary file onto ``path``."""
+    """Call ``write(temp_path)``, flush it to disk, then rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(temp)
+        with open(temp, "rb+") as written:
+            os.fsync(written.fileno())
+        # mkstemp creates the file private (0600); an output should read like any other.
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -1,5 +1,10 @@
 """Per-row losses: margin losses for labels y in {-1, +1} and raw scores y_hat (the FM),
-and the softmax cross-entropy for class logits (the image models)."""
+and the softmax cross-entropy for class logits (the image models).
+
+A loss registers itself with :func:`margin_loss` or :func:`class_loss`: the CLI's
+choices and the contract tests (every margin loss through the FM's exact attack path
+against autograd) come from those registries.
+"""
 
 from __future__ import annotations
 
@@ -12,33 +17,48 @@ from fmadv.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# Losses of a score and a label in {-1, +1}, and losses of class logits and class indices.
+MARGIN_LOSSES: dict[str, LossFn] = {}
+CLASS_LOSSES: dict[str, LossFn] = {}
 
+
+def margin_loss(fn: LossFn) -> LossFn:
+    """Register ``fn(scores, labels)`` (labels in {-1, +1}) under its name."""
+    MARGIN_LOSSES[fn.__name__] = fn
+    return fn
+
+
+def class_loss(fn: LossFn) -> LossFn:
+    """Register ``fn(logits, class_indices)`` under its name."""
+    CLASS_LOSSES[fn.__name__] = fn
+    return fn
+
+
+@margin_loss
 def hinge(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row hinge cost max(0, 1 - y * y_hat)."""
     return torch.clamp(1 - labels * scores, min=0)
 
 
+@margin_loss
 def logistic(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row logistic cost log(1 + exp(-y * y_hat)), computed stably."""
     return F.softplus(-labels * scores)
 
 
+@margin_loss
 def squared(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row squared error (y_hat - y)^2, the regression loss of libFM on ±1 targets."""
     return (scores - labels).square()
 
 
+@class_loss
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row softmax cross-entropy of class logits (batch x classes) and class indices."""
     return F.cross_entropy(logits, labels.long(), reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {
-    "hinge": hinge,
-    "logistic": logistic,
-    "squared": squared,
-    "cross_entropy": cross_entropy,
-}
+LOSSES: dict[str, LossFn] = {**MARGIN_LOSSES, **CLASS_LOSSES}
 
 
 def get_loss(name: str) -> LossFn:
@@ -47,3 +67,16 @@ def get_loss(name: str) -> LossFn:
         return LOSSES[name]
     except KeyError:
         raise ConfigError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
+
+
+def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
+    """rho = sign(d loss / d score) per score: the side an attack pushes each score to.
+
+    The loss may couple several scores (a pairwise ranking loss): rho is still one sign
+    per score, and a closed-form attack step stays exact as long as each scored row
+    moves on its own.
+    """
+    scores = scores.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (slope,) = torch.autograd.grad(loss_fn(scores, labels).sum(), scores)
+    return torch.sign(slope)

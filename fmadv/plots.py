@@ -20,16 +20,16 @@ def _pyplot():
 def plot_flip_curves(
     curves: Mapping[str, Sequence[dict]], path: str | Path, title: str = ""
 ) -> None:
-    """Flip rate and adversarial error against alpha, one line per model or setting."""
+    """Flip rate and adversarial error against the budget eps, one line per model or setting."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for label, rows in curves.items():
-        alphas = [row["alpha"] for row in rows]
-        axes[0].plot(alphas, [row["flip_rate"] for row in rows], marker="o", label=label)
-        axes[1].plot(alphas, [row["adversarial_error"] for row in rows], marker="o", label=label)
+        budgets = [row["eps"] for row in rows]
+        axes[0].plot(budgets, [row["flip_rate"] for row in rows], marker="o", label=label)
+        axes[1].plot(budgets, [row["adversarial_error"] for row in rows], marker="o", label=label)
     for axis, name in zip(axes, ("flip rate", "adversarial error"), strict=True):
         axis.set_xscale("symlog", linthresh=1e-3)
-        axis.set_xlabel("alpha")
+        axis.set_xlabel("eps")
         axis.set_ylabel(name)
         axis.grid(alpha=0.3)
     axes[0].legend()
@@ -90,7 +90,7 @@ def plot_accuracy_curves(curves: Mapping[str, Sequence[dict]], path, title: str 
     fig, axis = plt.subplots(figsize=(6, 4))
     for label, points in curves.items():
         axis.plot(
-            [p["budget"] for p in points], [p["accuracy"] for p in points], marker="o", label=label
+            [p["eps"] for p in points], [p["accuracy"] for p in points], marker="o", label=label
         )
     axis.set_xlabel("L2 norm of the perturbation")
     axis.set_ylabel("accuracy")

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from fmadv.attacks import FGSM
+from fmadv.attacks import FGSM, adversarial_scores
 from fmadv.errors import ConfigError
+from fmadv.estimators.fm import FMClassifier
+from fmadv.evaluation.robustness import attacked_scores, line_search_scores
 from fmadv.losses import hinge
-from fmadv.metrics.robustness import attacked_scores, line_search_scores, robustness_report
-from fmadv.models.classifier import FMClassifier
-from fmadv.models.fm_attack import adversarial_scores
+from fmadv.metrics.robustness import robustness_report
 from fmadv.sparse import SparseBatch
 from fmadv.training.objectives import AdversarialObjective
 from fmadv.training.regularizers import GradientNoise
@@ -33,9 +33,9 @@ def test_mixed_objective_is_clean_plus_beta_times_adversarial():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"alpha": -0.1, "beta": 0.5}, "alpha must lie in"),
-        ({"alpha": 1.5, "beta": 0.5}, "alpha must lie in"),
-        ({"alpha": 1.5}, "alpha must lie in"),  # checked even when beta = 0
+        ({"eps": -0.1, "beta": 0.5}, "eps must lie in"),
+        ({"eps": 1.5, "beta": 0.5}, "eps must lie in"),
+        ({"eps": 1.5}, "eps must lie in"),  # checked even when beta = 0
         ({"beta": -1.0}, "beta must be"),
         ({"grad_noise": -0.1}, "eta must be >= 0"),
         ({"support": "some", "beta": 0.5}, "unknown perturbation support"),
@@ -94,7 +94,7 @@ def test_adversarial_training_lowers_the_loss_under_attack():
     alpha = 0.01
     attacked_hinge = {}
     for beta in (0.0, 1.0):
-        model = FMClassifier(k=4, beta=beta, alpha=alpha, **FAST).fit(Xt, yt)
+        model = FMClassifier(n_factors=4, beta=beta, eps=alpha, **FAST).fit(Xt, yt)
         clean, attacked = attacked_scores(model.model_, Xv, yv, model.make_attack(), hinge)
         attacked_hinge[beta] = np.maximum(0, 1 - yv * attacked).mean()
         assert np.mean(np.sign(clean) != yv) < 0.15  # both remain useful models
@@ -104,15 +104,15 @@ def test_adversarial_training_lowers_the_loss_under_attack():
 def test_noisy_and_adversarial_only_training_still_learn():
     X, y = planted_problem(n_rows=6000)
     Xt, yt, Xv, yv = X[:5000], y[:5000], X[5000:], y[5000:]
-    for options in ({"grad_noise": 0.001}, {"adversarial_only": True, "alpha": 0.01}):
-        model = FMClassifier(k=4, **options, **FAST).fit(Xt, yt)
+    for options in ({"grad_noise": 0.001}, {"adversarial_only": True, "eps": 0.01}):
+        model = FMClassifier(n_factors=4, **options, **FAST).fit(Xt, yt)
         accuracy = np.mean(model.predict(Xv) == yv)
         assert accuracy > 0.75, (options, accuracy)
 
 
 def test_bfloat16_attack_trains_like_float32():
     X, y = planted_problem(n_rows=3000)
-    options = {"k": 4, "beta": 1.0, "alpha": 0.01, **FAST}
+    options = {"n_factors": 4, "beta": 1.0, "eps": 0.01, **FAST}
     exact = FMClassifier(**options).fit(X[:2500], y[:2500])
     rounded = FMClassifier(attack_precision="bfloat16", **options).fit(X[:2500], y[:2500])
     agree = np.mean(exact.predict(X[2500:]) == rounded.predict(X[2500:]))
@@ -121,15 +121,15 @@ def test_bfloat16_attack_trains_like_float32():
 
 def test_same_seed_same_adversarial_noisy_model():
     X, y = planted_problem(n_rows=1000)
-    options = {"beta": 0.5, "alpha": 0.05, "grad_noise": 0.01, **FAST, "epochs": 2}
-    a = FMClassifier(k=3, **options).fit(X, y)
-    b = FMClassifier(k=3, **options).fit(X, y)
+    options = {"beta": 0.5, "eps": 0.05, "grad_noise": 0.01, **FAST, "epochs": 2}
+    a = FMClassifier(n_factors=3, **options).fit(X, y)
+    b = FMClassifier(n_factors=3, **options).fit(X, y)
     assert torch.equal(a.model_.factors, b.model_.factors)
 
 
 def test_line_search_is_never_weaker_than_its_full_step():
     X, y = planted_problem(n_rows=600)
-    model = FMClassifier(k=3, **FAST).fit(X, y)
+    model = FMClassifier(n_factors=3, **FAST).fit(X, y)
     make = model.make_attack
     full_clean, full = attacked_scores(model.model_, X, y, make(0.2), hinge)
     clean, worst = line_search_scores(model.model_, X, y, make, 0.2, hinge, steps=4)

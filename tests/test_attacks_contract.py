@@ -1,7 +1,7 @@
 """What every registered input attack promises, on an MLP classifier and on the FM.
 
-Each entry of :data:`fmadv.attacks.ATTACKS` (and the non-default norms of those that
-have one) runs on both models, in the unit box and in a mean-subtracted box given as
+Each input attack of :data:`fmadv.attacks.ATTACKS` (and the non-default norms of those
+that have one) runs on both models, in the unit box and in a mean-subtracted box given as
 tensors: the perturbation stays within its budget and the result within the box, a zero
 budget changes nothing, the loss does not fall and neither does the error rate.
 
@@ -14,25 +14,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from fmadv.attacks import ATTACKS, Attack
+from fmadv.attacks import APR, ATTACKS, Attack, Target, attacked_forward
 from fmadv.errors import ConfigError
-from fmadv.losses import hinge
-from tests.fm_helpers import random_fm
+from fmadv.estimators.fm import FMClassifier
+from fmadv.losses import cross_entropy, hinge, logistic
+from fmadv.sparse import SparseBatch
+from tests.fm_helpers import planted_problem, random_fm, random_rows
 
 ALPHA = {"mlp": 0.05, "fm": 0.05}
 # Options beyond the registry defaults: every norm an attack offers is tested.
-VARIANTS = [(name, {}) for name in ATTACKS if name != "apr"] + [
+INPUT_ATTACKS = [name for name in ATTACKS if ATTACKS[name]().threat.space == "inputs"]
+VARIANTS = [(name, {}) for name in INPUT_ATTACKS] + [
     ("pgd", {"norm": "l2"}),
-    ("alpha", {"norm": "linf"}),
-    ("alpha", {"norm": "l1"}),
+    ("minimal-step", {"norm": "linf"}),
+    ("minimal-step", {"norm": "l1"}),
 ]
-# The norm of the budget of attacks that have no ``norm`` field.
-BUDGET_NORM = {"fgsm": "linf", "l2": "l2"}
-SINGLE_STEP = {"fgsm", "l2", "alpha"}
+SINGLE_STEP = {"fgsm", "l2", "minimal-step"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,6 +49,7 @@ class Problem:
     loss_fn: object
     outputs_fn: object
     labels: torch.Tensor  # class indices, for outputs_fn
+    model: nn.Module
     correct: object  # x -> bool per row
 
 
@@ -72,6 +75,7 @@ def mlp_problem(box: str) -> Problem:
         outputs_fn=lambda rows: model(rows + offset).softmax(1),
         labels=labels,
         correct=lambda rows: model(rows + offset).argmax(1) == labels,
+        model=model,
     )
 
 
@@ -108,6 +112,7 @@ def fm_problem(box: str) -> Problem:
         outputs_fn=lambda rows: torch.stack([-scores(rows), scores(rows)], 1),
         labels=((signs + 1) / 2).long(),
         correct=lambda rows: scores(rows) * signs > 0,
+        model=model,
     )
 
 
@@ -122,22 +127,17 @@ def _boxed(raw: torch.Tensor, box: str):
 PROBLEMS = {"mlp": mlp_problem, "fm": fm_problem}
 
 
-def make(name: str, options: dict, alpha: float, support: str = "all") -> Attack:
-    return ATTACKS[name](alpha=alpha, support=support, **options)
+def make(name: str, options: dict, eps: float, support: str = "all") -> Attack:
+    return ATTACKS[name](eps=eps, support=support, **options)
 
 
 def run(attack: Attack, problem: Problem, x: torch.Tensor | None = None) -> torch.Tensor:
-    return attack.perturb(
-        problem.x if x is None else x,
-        problem.loss_fn,
-        problem.bounds,
-        outputs_fn=problem.outputs_fn,
-        labels=problem.labels,
-    )
+    target = Target(problem.loss_fn, problem.outputs_fn, problem.labels)
+    return attack.perturb(problem.x if x is None else x, target, problem.bounds)
 
 
 def budget_norm(name: str, attack: Attack) -> str:
-    return getattr(attack, "norm", None) or BUDGET_NORM[name]
+    return attack.threat.norm
 
 
 def row_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -153,15 +153,15 @@ supports = pytest.mark.parametrize("support", ["all", "active"])
 
 
 def test_every_registered_attack_is_covered():
-    assert {name for name, _ in VARIANTS} | {"apr"} == set(ATTACKS)
-    for name, options in VARIANTS:
-        budget_norm(name, make(name, options, 0.1))  # a KeyError names an undeclared norm
+    embedding_attacks = set(ATTACKS) - set(INPUT_ATTACKS)
+    assert embedding_attacks == {"apr"}
+    assert {name for name, _ in VARIANTS} | embedding_attacks == set(ATTACKS)
 
 
-def test_apr_has_no_input_perturbation():
+def test_an_embedding_attack_needs_a_model_with_embeddings():
     problem = mlp_problem("unit")
-    with pytest.raises(ConfigError):
-        run(ATTACKS["apr"](alpha=0.1), problem)
+    with pytest.raises(ConfigError, match="embeddings"):
+        attacked_forward(problem.model, problem.x, problem.labels, cross_entropy, APR(0.1))
 
 
 @cases
@@ -212,3 +212,44 @@ def test_deterministic(name, options):
     problem = mlp_problem("centred")
     attack = make(name, options, ALPHA["mlp"])
     assert torch.equal(run(attack, problem), run(attack, problem))
+
+
+# -- every attack through the core on the FM's sparse rows, and in FM training ----------
+
+
+def sparse_fm_problem():
+    model = random_fm(40, 4, seed=2, scale=0.4).double()
+    rows = random_rows(48, 40, active=5, seed=2)
+    labels = torch.from_numpy(np.random.default_rng(2).choice([-1.0, 1.0], 48))
+    return model, SparseBatch(rows, dtype=torch.float64), labels
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_attacks_an_fm_through_the_core(name):
+    model, batch, labels = sparse_fm_problem()
+    attack = ATTACKS[name](eps=0.1)
+    with torch.no_grad():
+        adversarial, clean = attacked_forward(
+            model, batch, labels, logistic, attack, keep_clean=True
+        )
+    assert torch.isfinite(adversarial).all()
+    assert logistic(adversarial, labels).mean() > logistic(clean, labels).mean()
+    ball = attack.single_step()
+    if ball is not None and ball.space == "inputs":
+        # The closed form and the generic attack on dense rows are the same perturbation.
+        x_adv = attack.perturb(
+            batch.to_dense(),
+            lambda rows: logistic(model.forward_dense(rows), labels),
+        )
+        torch.testing.assert_close(adversarial, model.forward_dense(x_adv).detach())
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_trains_an_fm(name):
+    X, y = planted_problem(n_rows=600)
+    options = {"n_factors": 3, "epochs": 2, "batch_size": 200, "lr": 0.05}
+    plain = FMClassifier(**options).fit(X, y)
+    robust = FMClassifier(beta=0.5, attack=name, eps=0.05, **options).fit(X, y)
+    assert all(torch.isfinite(p).all() for p in robust.model_.parameters())
+    assert not torch.equal(plain.model_.factors, robust.model_.factors)
+    assert np.isfinite(robust.history_.records[-1]["train_loss"])

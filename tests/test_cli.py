@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from fmadv.cli import app
 from fmadv.data import write_libfm
-from fmadv.models.classifier import FMClassifier
+from fmadv.estimators.fm import FMClassifier
 from tests.fm_helpers import planted_problem
 
 runner = CliRunner()
@@ -74,7 +74,7 @@ def test_evaluate_predict_and_robustness_on_the_trained_model(trained, tmp_path)
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert [row["alpha"] for row in report["curve"]] == [0.0, 0.01, 0.1]
+    assert [row["eps"] for row in report["curve"]] == [0.0, 0.01, 0.1]
     assert report["curve"][0]["flip_rate"] == 0.0  # alpha = 0 moves nothing
     assert report["curve"][1]["flip_rate"] > 0  # a plain FM flips under all-feature FGSM
     assert {p.name for p in out.iterdir()} == {
@@ -152,8 +152,8 @@ def test_truncated_and_foreign_model_files(trained, tmp_path):
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        (["--alpha", "1.5", "--beta", "0.5"], "alpha must lie in"),
-        (["--alpha", "-0.1"], "alpha must lie in"),
+        (["--alpha", "1.5", "--beta", "0.5"], "eps must lie in"),
+        (["--eps", "-0.1"], "eps must lie in"),
         (["--beta", "-1"], "beta must be"),
         (["--grad-noise", "-0.5"], "eta must be >= 0"),
         (["--lr", "0"], "lr must be"),
@@ -235,7 +235,7 @@ def test_train_on_movielens(shared_data_dir, tmp_path):
 def test_train_from_a_streamed_log(tmp_path):
     import polars as pl
 
-    from fmadv.data.stream import write_synthetic_log
+    from fmadv.data.synthetic import write_synthetic_log
 
     write_synthetic_log(tmp_path / "all.parquet", 30_000, n_users=300, n_items=200, seed=0)
     rows = pl.read_parquet(tmp_path / "all.parquet")

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fmadv.cli import app
+from fmadv.estimators.image import METHODS
 
 runner = CliRunner()
 
@@ -15,17 +16,21 @@ def image_model(shared_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("img")
     result = runner.invoke(app, [
         "image", "train", "--method", "goodfellow", "--epochs", "2", "--lr", "0.05",
-        "--train-rows", "5000",
+        "--norm", "1.5", "--train-rows", "5000",
         "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["test"]["correct"] > 0.8
+    assert summary["config"]["method"] == "goodfellow"
     return out / "model.safetensors", shared_data_dir
 
 
 def test_evaluate_reports_every_attack(image_model):
     path, data_dir = image_model
     result = runner.invoke(app, ["image", "evaluate", str(path), "--rows", "300", "--json",
-                                 "--data-dir", str(data_dir), "--pgd-steps", "5"])  # fmt: skip
+                                 "--eps", "1.5", "--data-dir", str(data_dir),
+                                 "--pgd-steps", "5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"clean", "fgsm", "l2", "alpha", "pgd"}
@@ -37,12 +42,12 @@ def test_evaluate_reports_every_attack(image_model):
 
 def test_curve_writes_csv_and_png(image_model, tmp_path):
     path, data_dir = image_model
-    result = runner.invoke(app, ["image", "curve", str(path), "--rows", "200", "--norms", "0,1,3",
-                                 "--attacks", "l2,fgsm", "--out", str(tmp_path),
-                                 "--data-dir", str(data_dir)])  # fmt: skip
+    result = runner.invoke(app, ["image", "curve", str(path), "--rows", "200",
+                                 "--eps-grid", "0,1,3", "--attacks", "l2,fgsm",
+                                 "--out", str(tmp_path), "--data-dir", str(data_dir)])  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "curve.csv").read_text().splitlines()
-    assert lines[0] == "attack,budget,accuracy" and len(lines) == 1 + 6
+    assert lines[0] == "attack,eps,accuracy" and len(lines) == 1 + 6
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
@@ -51,6 +56,7 @@ def test_curve_writes_csv_and_png(image_model, tmp_path):
     [
         (["--attacks", "fgsm,teleport"], "unknown image attack"),
         (["--norm", "-1"], "budget"),
+        (["--eps", "-1"], "budget"),
     ],
 )
 def test_bad_evaluate_options(image_model, args, fragment):
@@ -65,3 +71,21 @@ def test_train_rejects_bad_options_before_loading(tmp_path):
                                  "--out", str(tmp_path / "x")])  # fmt: skip
     assert result.exit_code == 2 and "goodfellow_weight" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_norm_options_of_earlier_releases_still_work(image_model, tmp_path):
+    path, data_dir = image_model
+    result = runner.invoke(app, ["image", "curve", str(path), "--rows", "50", "--norms", "0,2",
+                                 "--attacks", "alpha", "--out", str(tmp_path),
+                                 "--data-dir", str(data_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 and all(line.startswith("alpha,") for line in lines[1:])
+
+
+def test_train_methods_come_from_the_registry(tmp_path):
+    result = runner.invoke(app, ["image", "train", "--method", "magic",
+                                 "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code == 2
+    for name in METHODS:
+        assert name in result.output

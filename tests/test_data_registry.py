@@ -18,23 +18,34 @@ import pytest
 import scipy.sparse as sp
 
 import fmadv.data._io as data_io
+import fmadv.data.format as format_registry
 from fmadv.data import (
-    FORMATS,
     Dataset,
     DatasetCard,
+    DatasetFormat,
+    Splits,
+    dataset_listing,
+    dataset_options,
     dataset_path,
     fetch,
+    format_names,
     get_card,
+    get_format,
     info,
+    item_titles,
     list_cards,
     load_card,
     load_dataset,
     load_images,
+    register_format,
     resolve_data_dir,
+    select_options,
     verify,
     write_libfm,
 )
+from fmadv.data.cache import require_files
 from fmadv.data.cards import cards_dir
+from fmadv.data.format import IMAGES, ROWS, keyword_defaults
 from fmadv.errors import ChecksumError, ConfigError, DataError, FmadvError
 
 EXPECTED_CARDS = {"cifar10", "frappe", "mnist", "movielens-100k", "synthetic"}
@@ -89,7 +100,7 @@ def test_all_cards_parse() -> None:
     cards = list_cards()
     assert {c.name for c in cards} == EXPECTED_CARDS
     for card in cards:
-        assert card.format in FORMATS
+        assert card.format in format_names()
         assert card.source == cards_dir() / f"{card.name}.toml"
         assert card.description and card.license
         if card.format != "synthetic":
@@ -411,3 +422,110 @@ def test_libfm_card_with_all_three_files(tmp_path: Path) -> None:
     assert (s.train.n_rows, s.valid.n_rows, s.test.n_rows) == (40, 10, 12)
     assert s.train.user_ids.max() < 3 and s.train.item_ids.max() < 4
     assert s.train.feature_map.feature_name(3) == "item=0"
+
+
+# -- formats ------------------------------------------------------------------------------
+
+
+def test_every_card_names_a_registered_format() -> None:
+    for card in list_cards():
+        assert get_format(card.format).name == card.format
+    assert get_format("mnist-idx").kind is IMAGES and get_format("libfm").kind is ROWS
+    assert get_format("synthetic").generated and not get_format("libfm").generated
+    with pytest.raises(ConfigError, match="unknown format 'csv'; known formats: cifar10-python"):
+        get_format("csv")
+
+
+def test_dataset_options_and_the_ones_that_apply() -> None:
+    assert dataset_options("movielens-100k") == {
+        "side_features": (),
+        "threshold": 4.0,
+        "split": "random",
+        "seed": 0,
+        "test_size": 0.2,
+        "valid_size": 0.1,
+    }
+    assert list(dataset_options("frappe")) == [
+        "train_from",
+        "valid_size",
+        "seed",
+        "allow_real_valued",
+    ]
+    assert dataset_options("mnist") == {"valid_size": 0.0, "seed": 0}
+    assert dataset_options("synthetic")["n_rows"] == 20000
+    flags = {
+        "seed": 3,
+        "split": None,
+        "side_features": ["genre"],
+        "threshold": None,
+        "train_from": None,
+        "allow_real_valued": False,
+    }
+    assert select_options("synthetic", **flags) == {"seed": 3}
+    assert select_options("movielens-100k", **flags) == {"seed": 3, "side_features": ["genre"]}
+    assert select_options("movielens-100k", **{**flags, "split": "u1", "threshold": 3.5}) == {
+        "seed": 3,
+        "split": "u1",
+        "side_features": ["genre"],
+        "threshold": 3.5,
+    }
+    assert select_options("frappe", **flags) == {"seed": 3, "allow_real_valued": False}
+
+
+def test_item_titles_and_dataset_listing(tmp_path: Path) -> None:
+    card = tiny_card()
+    install(tmp_path / "tiny-ml", tiny_ml_files())
+    assert item_titles(card, tmp_path) == {1: "A (1995)", 2: "B (1995)"}
+    assert item_titles("synthetic") is None
+    with pytest.raises(DataError, match="missing u.item"):
+        item_titles("movielens-100k", tmp_path)
+    rows = dataset_listing(tmp_path)
+    assert [r["name"] for r in rows] == sorted(EXPECTED_CARDS)
+    assert all(list(r) == ["name", "format", "local copy", "description"] for r in rows)
+    local = {r["name"]: r["local copy"] for r in rows}
+    assert local["synthetic"] == "not needed"
+    assert local["movielens-100k"] == "0/21 files ok"
+
+
+def read_ones(folder: Path, *, width: int = 2) -> Splits:
+    """A toy reader: one 0/1 label per line, every row with feature 0 active."""
+    y = np.array([1.0 if t == "1" else -1.0 for t in (folder / "labels.txt").read_text().split()])
+    X = sp.csr_matrix((np.ones(len(y)), np.zeros(len(y)), np.arange(len(y) + 1)), (len(y), width))
+    data = Dataset(X, y, name="ones")
+    return Splits(train=data.subset([0, 1]), valid=None, test=data.subset([2]))
+
+
+def test_a_new_format_is_one_registered_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Register into a copy of the registry, so that the toy format goes away afterwards.
+    monkeypatch.setattr(format_registry, "_FORMATS", dict(format_registry._FORMATS))
+
+    @register_format
+    class Ones(DatasetFormat):
+        name = "ones"
+        kind = ROWS
+        options = keyword_defaults(read_ones)
+
+        def load(self, card: DatasetCard, folder: Path, **options) -> Splits:
+            require_files(card, folder, ["labels.txt"])
+            return read_ones(folder, **options)
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_format(Ones)
+    assert "ones" in format_names()
+    body = 'name = "ones"\ndescription = "x"\nformat = "ones"\n[files]\n"labels.txt" = ""\n'
+    (tmp_path / "ones.toml").write_text(body)
+    card = load_card(tmp_path / "ones.toml")
+    (tmp_path / "ones").mkdir()
+    (tmp_path / "ones" / "labels.txt").write_text("1\n0\n1\n")
+    s = load_dataset(card, tmp_path, width=4)
+    assert (s.train.n_rows, s.test.n_rows, s.n_features) == (2, 1, 4)
+    assert dataset_options(card) == {"width": 2}
+    with pytest.raises(ConfigError, match="unknown option.*depth.*accepted: width"):
+        load_dataset(card, tmp_path, depth=1)
+    with pytest.raises(ConfigError, match="ones is not an image dataset: it holds sparse FM rows"):
+        load_images(card, tmp_path)
+    details = info(card, tmp_path)
+    assert details["status"] == "complete" and details["rows"] == {}
+    assert item_titles(card, tmp_path) is None

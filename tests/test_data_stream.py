@@ -6,18 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 import torch
 
 from fmadv.data.features import FeatureMap, frame_to_dataset
-from fmadv.data.stream import (
-    StreamingLog,
-    scan_log,
-    stream_feature_map,
-    write_synthetic_log,
-)
+from fmadv.data.stream import StreamingLog, scan_log, stream_feature_map
+from fmadv.data.synthetic import write_synthetic_log
 from fmadv.errors import ConfigError, DataError
 from fmadv.metrics.classification import auc
 from fmadv.models.fm import FactorizationMachine
@@ -329,24 +324,6 @@ def test_empty_logs(tmp_path: Path) -> None:
     blank.write_text("")
     with pytest.raises(DataError, match=r"blank\.csv"):
         stream_feature_map(blank, ["user"])
-
-
-# -- the synthetic log ---------------------------------------------------------------
-
-
-def test_synthetic_log_is_deterministic(tmp_path: Path) -> None:
-    a = write_synthetic_log(tmp_path / "a.parquet", 5_000, 50, 40, seed=1, chunk_rows=1_000)
-    b = write_synthetic_log(tmp_path / "b.parquet", 5_000, 50, 40, seed=1, chunk_rows=2_345)
-    c = write_synthetic_log(tmp_path / "c.parquet", 5_000, 50, 40, seed=2)
-    fa, fb, fc = (pl.read_parquet(p) for p in (a, b, c))
-    assert fa.equals(fb) and not fa.equals(fc)
-    assert fa.columns == ["user", "item", "segment", "category", "rating"]
-    assert pq.ParquetFile(a).num_row_groups == 5
-    assert set(fa["rating"].unique().to_list()) == {1, 2, 3, 4, 5}
-    assert fa["user"].max() < 50 and fa["item"].max() < 40
-    # A segment belongs to a user, a category to an item.
-    assert fa.group_by("user").agg(pl.col("segment").n_unique())["segment"].max() == 1
-    assert fa.group_by("item").agg(pl.col("category").n_unique())["category"].max() == 1
 
 
 # -- training ------------------------------------------------------------------------

@@ -5,15 +5,16 @@ import torch
 from fmadv.attacks import L2Step
 from fmadv.data.image_prep import PreparedImages
 from fmadv.errors import ConfigError, ModelFileError
-from fmadv.losses import cross_entropy
-from fmadv.models.image import MLP
-from fmadv.training.image import (
+from fmadv.estimators.image import (
     METHODS,
     ImageClassifier,
     ImageTrainConfig,
-    attack_for_budget,
+    image_attack,
+    image_loop,
     train_image_classifier,
 )
+from fmadv.losses import cross_entropy
+from fmadv.models.image import MLP
 from fmadv.training.objectives import (
     AdversarialObjective,
     RepresentationAdversarialObjective,
@@ -35,7 +36,8 @@ def tiny_images(n=400, seed=0) -> PreparedImages:
                           low, high, 255, None, 4, (1, 8, 8), name="tiny")  # fmt: skip
 
 
-FAST = {"model": "mlp", "epochs": 2, "batch_size": 50, "lr": 0.05, "budget": 0.5}
+FAST_LOOP = image_loop(epochs=2, batch_size=50, lr=0.05)
+FAST = {"model": "mlp", "eps": 0.5, "loop": FAST_LOOP}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -117,13 +119,38 @@ def test_save_load_and_determinism(tmp_path):
         ImageClassifier.load(tmp_path / "fm.safetensors")
 
 
+def test_earlier_model_files_still_load(tmp_path):
+    """Earlier files hold one flat config: the loop's settings beside the image ones, and
+    the budgets named ``budget`` and ``rep_budget``."""
+    from fmadv.io import load_tensors, save_tensors
+
+    loop = image_loop(epochs=2, batch_size=50, lr=0.05, seed=3)
+    config = ImageTrainConfig(method="lwa", eps=0.5, rep_eps=2.0, loop=loop)
+    data = tiny_images()
+    trained = train_image_classifier(data, config)
+    trained.save(tmp_path / "new.safetensors")
+    tensors, header = load_tensors(tmp_path / "new.safetensors", kind="fmadv.image")
+    flat = {
+        "model": "mlp", "method": "lwa", "epochs": 2, "batch_size": 50, "lr": 0.05,
+        "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0, "dropout": 0.5,
+        "attack": "l2", "budget": 0.5, "goodfellow_weight": 0.5, "split": None,
+        "rep_budget": 2.0, "vat_eps": 2.0, "labeled": None, "patience": 0, "seed": 3,
+        "device": "auto",
+    }  # fmt: skip
+    metadata = {k: v for k, v in header.items() if not k.startswith("format")}
+    save_tensors(tmp_path / "old.safetensors", tensors, {**metadata, "config": flat}, "fmadv.image")
+    loaded = ImageClassifier.load(tmp_path / "old.safetensors")
+    assert loaded.config == config
+    torch.testing.assert_close(loaded.model(data.test_x), trained.model(data.test_x))
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
         ({"method": "magic"}, "unknown method"),
         ({"goodfellow_weight": 1.5}, "goodfellow_weight"),
-        ({"budget": -1.0}, "budget must be"),
-        ({"lr": 0.0}, "lr must be"),
+        ({"eps": -1.0}, "eps must be"),
+        ({"loop": image_loop(lr=0.0)}, "lr must be"),
     ],
 )
 def test_bad_image_options(options, message):
@@ -132,6 +159,6 @@ def test_bad_image_options(options, message):
 
 
 def test_sign_attacks_get_the_equivalent_per_pixel_step():
-    fgsm = attack_for_budget("fgsm", 1.5, 784)
-    assert fgsm.alpha == pytest.approx(1.5 / 28)
-    assert attack_for_budget("l2", 1.5, 784).alpha == 1.5
+    fgsm = image_attack("fgsm", 1.5, 784)
+    assert fgsm.eps == pytest.approx(1.5 / 28)
+    assert image_attack("l2", 1.5, 784).eps == 1.5

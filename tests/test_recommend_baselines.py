@@ -26,33 +26,22 @@ from tests.recommender_contract import RecommenderContract, interactions  # noqa
 FAST = {
     "als": {"factors": 8, "iterations": 5},
     "bpr": {"factors": 8, "iterations": 30},
-    "itemknn": {"k": 20},
+    "itemknn": {"neighbours": 20},
 }
 
 
-class TestPopularity(RecommenderContract):
+def _contract(name: str) -> type:
+    """The recommender contract for a registered baseline, with small settings."""
+
     def make(self):
-        return Popularity()
+        return make_baseline(name, **FAST.get(name, {}))
+
+    return type(f"TestContract_{name}", (RecommenderContract,), {"make": make})
 
 
-class TestRandom(RecommenderContract):
-    def make(self):
-        return RandomRecommender(random_state=0)
-
-
-class TestALS(RecommenderContract):
-    def make(self):
-        return ALS(**FAST["als"])
-
-
-class TestBPR(RecommenderContract):
-    def make(self):
-        return BPR(**FAST["bpr"])
-
-
-class TestItemKNN(RecommenderContract):
-    def make(self):
-        return ItemKNN(**FAST["itemknn"])
+# Every registered baseline, a new one included, runs the whole contract.
+for _name in BASELINES:
+    globals()[f"TestContract_{_name}"] = _contract(_name)
 
 
 # -- popularity ---------------------------------------------------------------------
@@ -170,7 +159,7 @@ def test_factor_models_use_their_seed(interactions):  # noqa: F811
 
 
 def test_item_knn_scores_sum_the_neighbour_similarities(interactions):  # noqa: F811
-    model = ItemKNN(k=5).fit(interactions)
+    model = ItemKNN(neighbours=5).fit(interactions)
     assert model.similarity_.shape == (interactions.n_items, interactions.n_items)
     assert np.all(np.diff(model.similarity_.indptr) <= 5)
     user = 2
@@ -221,7 +210,7 @@ def test_params_round_trip():
     with pytest.raises(ConfigError, match="unknown parameter"):
         model.set_params(alpha=1.0)
     assert Popularity().get_params() == {}
-    assert repr(ItemKNN()) == "ItemKNN(k=50)"
+    assert repr(ItemKNN()) == "ItemKNN(neighbours=50)"
 
 
 @pytest.mark.parametrize(
@@ -229,11 +218,11 @@ def test_params_round_trip():
     [
         ALS(factors=0),
         ALS(iterations=1.5),
-        ALS(alpha=0),
+        ALS(confidence=0),
         ALS(regularization=-1),
         BPR(learning_rate=float("nan")),
         BPR(random_state=-1),
-        ItemKNN(k=0),
+        ItemKNN(neighbours=0),
         RandomRecommender(random_state="x"),
     ],
     ids=repr,

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from fmadv.attacks import FGSM
 from fmadv.cli import app
 from fmadv.data import make_synthetic
-from fmadv.models.classifier import FMClassifier
+from fmadv.estimators.fm import FMClassifier
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import Popularity, RandomRecommender
 from fmadv.recommend.compare import compare_topk, write_report
@@ -20,7 +20,9 @@ runner = CliRunner()
 def setting():
     splits = make_synthetic(n_users=80, n_items=50, n_rows=3000, seed=4)
     inter = Interactions.from_splits(splits)
-    model = FMClassifier(k=4, epochs=4, batch_size=256, lr=0.05).fit(splits.train.X, splits.train.y)
+    model = FMClassifier(n_factors=4, epochs=4, batch_size=256, lr=0.05).fit(
+        splits.train.X, splits.train.y
+    )
     return splits, inter, model
 
 
@@ -92,7 +94,7 @@ def test_cli_recommend_and_compare(tmp_path):
         (["recommend", "MODEL", "-k", "0"], "k must lie"),
         (["compare-topk", "MODEL", "nonsense"], "neither a model file nor a baseline"),
         (["compare-topk", "popularity"], "at least one FM model file"),
-        (["compare-topk", "MODEL", "--alphas", "0.5,x"], "--alphas"),
+        (["compare-topk", "MODEL", "--alphas", "0.5,x"], "--eps-grid"),
     ],
 )
 def test_cli_bad_arguments(tmp_path, args, fragment):

@@ -3,7 +3,7 @@ import pytest
 
 from fmadv.data import make_synthetic
 from fmadv.errors import ConfigError
-from fmadv.models.classifier import FMClassifier
+from fmadv.estimators.fm import FMClassifier
 from fmadv.recommend import Interactions
 from fmadv.recommend.fm import FMRecommender
 from tests.recommender_contract import RecommenderContract
@@ -12,7 +12,7 @@ from tests.recommender_contract import RecommenderContract
 @pytest.fixture(scope="module")
 def classifier():
     splits = make_synthetic(n_users=60, n_items=40, n_rows=1500, seed=1)
-    model = FMClassifier(k=6, epochs=3, batch_size=256, lr=0.05, random_state=0)
+    model = FMClassifier(n_factors=6, epochs=3, batch_size=256, lr=0.05, random_state=0)
     return model.fit(splits.train.X, splits.train.y)
 
 
@@ -48,7 +48,7 @@ def test_context_fields_are_refused(shared_data_dir):
 
     splits = load_dataset("frappe", shared_data_dir, train_from="validation")
     inter = Interactions.from_splits(splits)
-    model = FMClassifier(k=2, epochs=1).fit(splits.train.X[:100], splits.train.y[:100])
+    model = FMClassifier(n_factors=2, epochs=1).fit(splits.train.X[:100], splits.train.y[:100])
     with pytest.raises(ConfigError, match="depend on the context"):
         FMRecommender(model).fit(inter)
 
@@ -68,9 +68,8 @@ class TestAttackedFMRecommender(RecommenderContract):
 def test_attacked_scores_equal_the_attack_on_full_rows(classifier, interactions):
     import torch
 
-    from fmadv.attacks import FGSM
+    from fmadv.attacks import FGSM, adversarial_scores
     from fmadv.losses import logistic
-    from fmadv.models.fm_attack import adversarial_scores
     from fmadv.recommend.stability import AttackedFMRecommender, stability
     from fmadv.sparse import SparseBatch
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fmadv.errors import ModelFileError
-from fmadv.models.classifier import FMClassifier
-from fmadv.training.image import ImageTrainConfig, train_image_classifier
+from fmadv.estimators.fm import FMClassifier
+from fmadv.estimators.image import ImageTrainConfig, image_loop, train_image_classifier
 from tests.fm_helpers import planted_problem
 from tests.test_image_training import tiny_images
 
@@ -32,7 +32,7 @@ def interrupt_in_epoch(epoch: int):
 
 
 FM_OPTIONS = {
-    "k": 3, "epochs": 4, "batch_size": 256, "lr": 0.05, "beta": 0.5, "alpha": 0.05,
+    "n_factors": 3, "epochs": 4, "batch_size": 256, "lr": 0.05, "beta": 0.5, "eps": 0.05,
     "grad_noise": 0.001, "patience": 3,
 }  # fmt: skip
 
@@ -62,7 +62,9 @@ def test_fm_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_image_resume_with_vat(tmp_path):
     data = tiny_images()
-    config = ImageTrainConfig(model="mlp", method="vat", epochs=3, batch_size=50, lr=0.05)
+    config = ImageTrainConfig(
+        model="mlp", method="vat", loop=image_loop(epochs=3, batch_size=50, lr=0.05)
+    )
     whole = train_image_classifier(data, config)
     checkpoint = tmp_path / "ckpt.safetensors"
     on_step, on_epoch = interrupt_in_epoch(2)
@@ -78,9 +80,9 @@ def test_image_resume_with_vat(tmp_path):
 def test_a_foreign_checkpoint_is_refused(tmp_path):
     X, y = planted_problem(n_rows=500)
     checkpoint = tmp_path / "c.safetensors"
-    FMClassifier(k=3, epochs=1).fit(X, y, checkpoint=checkpoint)
+    FMClassifier(n_factors=3, epochs=1).fit(X, y, checkpoint=checkpoint)
     with pytest.raises(ModelFileError, match="does not fit"):
-        FMClassifier(k=5, epochs=2).fit(X, y, checkpoint=checkpoint, resume=True)
+        FMClassifier(n_factors=5, epochs=2).fit(X, y, checkpoint=checkpoint, resume=True)
 
 
 def run(args, **env):

@@ -1,7 +1,7 @@
 """Peak memory of streamed FM training as the log grows 10x: it should stay flat.
 
 For each log size (default 1M and 10M rows) the script writes a planted-FM interaction
-log with :func:`fmadv.data.stream.write_synthetic_log`, then starts a FRESH Python
+log with :func:`fmadv.data.synthetic.write_synthetic_log`, then starts a FRESH Python
 process that
 
 1. builds the feature map in one streaming pass (:func:`stream_feature_map`),
@@ -71,7 +71,7 @@ def worker(args: argparse.Namespace) -> dict:
     from fmadv.data.features import frame_to_dataset
     from fmadv.data.stream import StreamingLog, stream_feature_map
     from fmadv.models.fm import FactorizationMachine
-    from fmadv.training.loop import TrainConfig, fit_loop, iterate_batches
+    from fmadv.training.loop import TrainConfig, fit_loop, shuffled_batches
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,10 +95,7 @@ def worker(args: argparse.Namespace) -> dict:
         fmap, n_rows = data.feature_map, data.X.shape[0]
         map_seconds = time.perf_counter() - started
         map_peak = peak_rss_mib()
-
-        def batches(rng, device):
-            order = rng.permutation(n_rows)
-            return iterate_batches(data.X, data.y, config.batch_size, device, order)
+        batches = shuffled_batches(data.X, data.y, config.batch_size)
 
     model = FactorizationMachine(fmap.n_features, args.k, 0.01, torch.Generator().manual_seed(0))
 
@@ -168,7 +165,7 @@ def main() -> None:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as temp:
         folder = Path(args.dir) if args.dir and args.keep else Path(temp)
-        from fmadv.data.stream import write_synthetic_log
+        from fmadv.data.synthetic import write_synthetic_log
 
         logs = []
         for n in sizes:

@@ -20,7 +20,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from fmadv.data.features import FeatureMap
-from fmadv.models.classifier import FMClassifier
+from fmadv.estimators.fm import FMClassifier
 from fmadv.models.fm import FactorizationMachine
 from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.interactions import Interactions
@@ -50,7 +50,7 @@ def one_hot_catalogue(n_users: int, n_items: int, seen_per_user: int, seed: int 
 
 
 def random_classifier(n_features: int, k: int) -> FMClassifier:
-    classifier = FMClassifier(k=k)
+    classifier = FMClassifier(n_factors=k)
     classifier.model_ = FactorizationMachine(n_features, k, 0.1, torch.Generator().manual_seed(0))
     classifier.n_features_in_ = n_features
     return classifier

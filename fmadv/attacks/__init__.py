@@ -1,34 +1,28 @@
-"""Attacks: one small file each, all behind :class:`~fmadv.attacks.base.Attack`."""
+"""Attacks: one small file each, all behind :class:`~fmadv.attacks.base.Attack`.
 
-from fmadv.attacks.alpha import MinimalStep
-from fmadv.attacks.apr import APR
-from fmadv.attacks.base import SUPPORTS, Attack, input_gradient
-from fmadv.attacks.fgsm import FGSM
-from fmadv.attacks.l2 import L2Step
-from fmadv.attacks.pgd import PGD
-from fmadv.errors import ConfigError
+Every module of this package is imported here, so an attack that registers itself
+(``@register``) in a new file is in :data:`ATTACKS`, the CLI and the contract tests
+without any other change.
+"""
 
-ATTACKS: dict[str, type[Attack]] = {
-    "fgsm": FGSM,
-    "l2": L2Step,
-    "apr": APR,
-    "alpha": MinimalStep,
-    "pgd": PGD,
-}
+import importlib
+import pkgutil
 
+from fmadv.attacks.base import ALIASES, ATTACKS, Attack, Target, input_gradient, make_attack
+from fmadv.threat import SUPPORTS
 
-def make_attack(name: str, alpha: float, support: str = "all", **options) -> Attack:
-    """The registered attack ``name`` with budget ``alpha`` over ``support``; ``options``
-    set its other fields (``norm``, ``steps``...)."""
-    if name not in ATTACKS:
-        raise ConfigError(f"unknown attack {name!r}; expected one of {sorted(ATTACKS)}")
-    try:
-        return ATTACKS[name](alpha=alpha, support=support, **options)
-    except TypeError as err:
-        raise ConfigError(f"bad options for attack {name!r}: {err}") from None
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
+from fmadv.attacks.apr import APR  # noqa: E402
+from fmadv.attacks.core import adversarial_scores, attacked_forward  # noqa: E402
+from fmadv.attacks.fgsm import FGSM  # noqa: E402
+from fmadv.attacks.l2 import L2Step  # noqa: E402
+from fmadv.attacks.minimal_step import MinimalStep  # noqa: E402
+from fmadv.attacks.pgd import PGD  # noqa: E402
 
 __all__ = [
+    "ALIASES",
     "APR",
     "ATTACKS",
     "FGSM",
@@ -37,6 +31,9 @@ __all__ = [
     "L2Step",
     "MinimalStep",
     "PGD",
+    "Target",
+    "adversarial_scores",
+    "attacked_forward",
     "input_gradient",
     "make_attack",
 ]

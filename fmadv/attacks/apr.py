@@ -3,49 +3,53 @@
 He, He, Du and Chua, "Adversarial Personalized Ranking for Recommendation", SIGIR 2018.
 Threat model: not the inputs but the embeddings of a row's active features move, by
 delta = eps * g / ||g||_2, where g is the gradient of the row's loss with respect to those
-embeddings and the norm runs over all of them together. The inputs stay as they are, so
-there is no box: this strategy is used through a model's embedding fast path (the FM's
-:func:`~fmadv.models.fm_attack.adversarial_scores`), not through :meth:`perturb`.
+embeddings and the norm runs over all of them together. Embeddings have no box.
+
+A model that has embeddings evaluates this step itself (the FM's exact path, see
+:mod:`fmadv.attacks.core`); :meth:`APR.perturb` is the same step on an embedding tensor
+given as its input, for a model that exposes one.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from fmadv.attacks.base import Attack, Bounds, Outputs, RowLoss
-from fmadv.errors import ConfigError
+from fmadv.attacks.base import Attack, RowLoss, Target, register, steepest_step
+from fmadv.threat import UNBOUNDED, Bounds, ThreatModel
 
 
+@register
 @dataclass
 class APR(Attack):
-    """Perturb each row's active embeddings by eps * g / ||g||_2.
+    """Move each row's active embeddings by eps * g / ||g||_2.
 
     Parameters
     ----------
-    alpha
-        eps, the L2 radius of the perturbation of the row's active embeddings.
+    eps
+        The L2 radius of the perturbation of the row's active embeddings.
     support
         Only ``"active"`` makes sense here; ``"all"`` is accepted and means the same.
     """
 
-    alpha: float = 0.5
+    eps: float = 0.5
     support: str = "active"
     name = "apr"
 
     def __post_init__(self) -> None:
-        if not self.alpha >= 0 or not math.isfinite(self.alpha):
-            raise ConfigError(f"APR eps must be a number >= 0, got {self.alpha}")
+        self.eps = self.threat.eps  # validates eps and support
+
+    @property
+    def threat(self) -> ThreatModel:
+        return ThreatModel("l2", self.eps, self.support, space="embeddings")
+
+    def single_step(self) -> ThreatModel:
+        return self.threat
 
     def perturb(
-        self,
-        x: torch.Tensor,
-        loss_fn: RowLoss,
-        bounds: Bounds = (0.0, 1.0),
-        *,
-        outputs_fn: Outputs | None = None,
-        labels: torch.Tensor | None = None,
+        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNBOUNDED
     ) -> torch.Tensor:
-        raise ConfigError("APR perturbs a model's embeddings, not its inputs; use it with an FM")
+        """``x`` is a batch of embeddings (batch first); the step runs over all of a row's."""
+        ball = ThreatModel("l2", self.eps, "all", space="embeddings")
+        return steepest_step(x, Target.of(target).loss, ball, bounds)

@@ -1,42 +1,84 @@
 """The attack interface shared by the factorization machine and the image models.
 
-An attack gets the inputs, a function giving each row's loss, and the box the inputs
-must stay in. It never knows which loss or which box: the same attack serves a hinge
-FM on binary rows in [0, 1] and a softmax CNN on mean-subtracted pixels.
+An attack gets the inputs, a :class:`Target` (what it pushes against) and the box the
+inputs must stay in. It never knows which model, loss or box: the same attack serves a
+hinge FM on binary rows in [0, 1] and a softmax CNN on mean-subtracted pixels.
+
+Each attack declares its :class:`~fmadv.threat.ThreatModel`. An attack that is one
+steepest-ascent step of the linearised loss to the edge of its ball says so through
+:meth:`Attack.single_step`; a model that can evaluate such a step exactly (the FM) then
+does, and every other attack runs on dense rows (see :mod:`fmadv.attacks.core`).
+
+Attacks register themselves with :func:`register`; the registry is the one list of
+attack names (the CLI's choices come from it).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from fmadv.errors import ConfigError
+from fmadv.threat import UNIT_BOX, Bounds, ThreatModel, clip_to_box, steepest_ascent
 
 RowLoss = Callable[[torch.Tensor], torch.Tensor]
 # Maps inputs to per-class outputs (batch x classes), for attacks that need more than
 # the loss (Huang et al.'s minimal-step attack linearises them).
 Outputs = Callable[[torch.Tensor], torch.Tensor]
-Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
 
-SUPPORTS = ("all", "active")
+
+@dataclass(frozen=True)
+class Target:
+    """What an attack pushes against.
+
+    Parameters
+    ----------
+    loss
+        ``loss(x)`` returns one loss per row of x: what gradient attacks increase.
+    outputs
+        ``outputs(x)`` returns per-class outputs (batch x classes), for attacks that
+        aim at a decision boundary; None when the model has none.
+    labels
+        True class index of each row, for ``outputs``.
+    """
+
+    loss: RowLoss
+    outputs: Outputs | None = None
+    labels: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, target: Target | RowLoss) -> Target:
+        """A :class:`Target` as it is, or a bare per-row loss wrapped in one."""
+        return target if isinstance(target, Target) else cls(target)
 
 
 class Attack(ABC):
-    """A perturbation that increases a loss, inside a box."""
+    """A perturbation that increases a loss, inside a threat model's ball and a box.
 
-    name: str = ""
+    Subclasses are dataclasses with at least ``eps`` (the budget) and ``support``.
+    """
+
+    name: ClassVar[str] = ""
+    eps: float
+    support: str
+
+    @property
+    def threat(self) -> ThreatModel:
+        """The ball this attack stays in."""
+        return ThreatModel(getattr(self, "norm", "linf"), self.eps, self.support)
+
+    def single_step(self) -> ThreatModel | None:
+        """The ball when the attack is one steepest-ascent step of the linearised loss to
+        its edge (what a model may evaluate in closed form); None otherwise."""
+        return None
 
     @abstractmethod
     def perturb(
-        self,
-        x: torch.Tensor,
-        loss_fn: RowLoss,
-        bounds: Bounds = (0.0, 1.0),
-        *,
-        outputs_fn: Outputs | None = None,
-        labels: torch.Tensor | None = None,
+        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
     ) -> torch.Tensor:
         """The perturbed inputs.
 
@@ -44,43 +86,53 @@ class Attack(ABC):
         ----------
         x
             Inputs, batch first.
-        loss_fn
-            ``loss_fn(x)`` returns one loss per row: what the attack increases.
+        target
+            A :class:`Target`, or just its per-row loss.
         bounds
             (low, high) of the valid input box, floats or tensors broadcastable to x.
-        outputs_fn, labels
-            Per-class outputs and the true classes, for attacks that need them.
         """
 
 
-def input_gradient(x: torch.Tensor, loss_fn: RowLoss) -> torch.Tensor:
+ATTACKS: dict[str, type[Attack]] = {}
+# Earlier names that scripts may still use.
+ALIASES = {"alpha": "minimal-step"}
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    """Class decorator: add an attack to :data:`ATTACKS` under its ``name``."""
+    if not cls.name or cls.name in ATTACKS:
+        raise ValueError(f"attack {cls.__name__} needs a unique name, got {cls.name!r}")
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+def make_attack(name: str, eps: float, support: str = "all", **options) -> Attack:
+    """The registered attack ``name`` with budget ``eps`` over ``support``; ``options``
+    set its other fields (``norm``, ``steps``...)."""
+    name = ALIASES.get(name, name)
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; expected one of {sorted(ATTACKS)}")
+    try:
+        return ATTACKS[name](eps=eps, support=support, **options)
+    except TypeError as err:
+        raise ConfigError(f"bad options for attack {name!r}: {err}") from None
+
+
+def input_gradient(x: torch.Tensor, loss: RowLoss) -> torch.Tensor:
     """Gradient of the summed row losses with respect to the inputs."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(loss_fn(x).sum(), x)
+        (grad,) = torch.autograd.grad(loss(x).sum(), x)
     return grad
 
 
-def clip_to_box(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-    low, high = bounds
-    return torch.clamp(x, min=low, max=high)
-
-
-def check_support(support: str) -> str:
-    if support not in SUPPORTS:
-        raise ConfigError(f"unknown perturbation support {support!r}; expected one of {SUPPORTS}")
-    return support
-
-
-def check_step(alpha: float) -> float:
-    """An L-inf step in a unit box: 0 <= alpha <= 1."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must lie in [0, 1] (inputs live in the unit box), got {alpha}")
-    return float(alpha)
-
-
-def check_budget(alpha: float) -> float:
-    """A norm budget: finite and >= 0 (an L2 norm may exceed 1)."""
-    if not alpha >= 0 or alpha == float("inf"):
-        raise ConfigError(f"the attack budget must be a finite number >= 0, got {alpha}")
-    return float(alpha)
+def steepest_step(
+    x: torch.Tensor, loss: RowLoss, ball: ThreatModel, bounds: Bounds
+) -> torch.Tensor:
+    """One steepest-ascent step of the linearised loss to the edge of ``ball``, clipped to
+    the box; on ``support="active"`` only the non-zero coordinates move (and the norm of
+    the step is taken over those)."""
+    grad = input_gradient(x, loss)
+    if ball.support == "active":
+        grad = grad * (x != 0)
+    return clip_to_box(x.detach() + ball.eps * steepest_ascent(grad, ball.norm), bounds)

@@ -2,7 +2,7 @@
 
 Madry, Makelov, Schmidt, Tsipras and Vladu, "Towards Deep Learning Models Resistant to
 Adversarial Attacks", ICLR 2018. Threat model: the perturbation lies in the L-inf or L2
-ball of radius ``alpha`` around x (per row, over all non-batch dimensions) and the
+ball of radius ``eps`` around x (per row, over all non-batch dimensions) and the
 result in the input box; the attacker may query the loss's gradient many times.
 """
 
@@ -13,34 +13,27 @@ from dataclasses import dataclass
 
 import torch
 
-from fmadv.attacks.base import (
-    Attack,
-    Bounds,
-    Outputs,
-    RowLoss,
-    check_budget,
-    check_step,
-    check_support,
-    clip_to_box,
-)
+from fmadv.attacks.base import Attack, RowLoss, Target, register
 from fmadv.errors import ConfigError
+from fmadv.threat import UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
 
 NORMS = ("linf", "l2")
 
 
+@register
 @dataclass
 class PGD(Attack):
     """Iterate x <- clip(proj_ball(x + step_size * ascent(grad loss)), box).
 
     The ascent direction is sign(g) for ``norm="linf"`` and g / ||g||_2 for
-    ``norm="l2"``; the projection is onto the ball of radius ``alpha`` around the
+    ``norm="l2"``; the projection is onto the ball of radius ``eps`` around the
     clean x, then the box clip (which, for a clean x inside the box, never leaves the
     ball: it moves every coordinate towards x's side).
 
     Parameters
     ----------
-    alpha
-        Radius eps of the ball. In [0, 1] for L-inf (the inputs live in a unit-width
+    eps
+        Radius of the ball. In [0, 1] for L-inf (the inputs live in a unit-width
         box); any number >= 0 for L2.
     support
         ``"all"``: every coordinate may move; ``"active"``: only the non-zero ones (on
@@ -50,7 +43,7 @@ class PGD(Attack):
     steps
         Gradient steps per restart, >= 1.
     step_size
-        Length of one step (in the ball's norm); ``None``: 2.5 * alpha / steps, Madry et
+        Length of one step (in the ball's norm); ``None``: 2.5 * eps / steps, Madry et
         al.'s choice, long enough to cross the ball and come back.
     random_start
         Start each restart at a uniformly random point of the ball (clipped to the box)
@@ -73,7 +66,7 @@ class PGD(Attack):
     eval mode): the per-row choice compares rows of one batched call.
     """
 
-    alpha: float = 0.003
+    eps: float = 0.003
     support: str = "all"
     norm: str = "linf"
     steps: int = 10
@@ -86,11 +79,7 @@ class PGD(Attack):
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r} for PGD; expected one of {NORMS}")
-        if self.norm == "linf":
-            self.alpha = check_step(self.alpha)
-        else:
-            self.alpha = check_budget(self.alpha)
-        check_support(self.support)
+        self.eps = self.threat.eps  # validates eps for the norm, and the support
         if int(self.steps) != self.steps or self.steps < 1:
             raise ConfigError(f"steps must be an integer >= 1, got {self.steps}")
         if int(self.restarts) != self.restarts or self.restarts < 1:
@@ -102,19 +91,13 @@ class PGD(Attack):
 
     @property
     def effective_step_size(self) -> float:
-        """``step_size``, or 2.5 * alpha / steps when it is None."""
+        """``step_size``, or 2.5 * eps / steps when it is None."""
         if self.step_size is None:
-            return 2.5 * self.alpha / self.steps
+            return 2.5 * self.eps / self.steps
         return float(self.step_size)
 
     def perturb(
-        self,
-        x: torch.Tensor,
-        loss_fn: RowLoss,
-        bounds: Bounds = (0.0, 1.0),
-        *,
-        outputs_fn: Outputs | None = None,
-        labels: torch.Tensor | None = None,
+        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
     ) -> torch.Tensor:
         """The point of highest loss found in the ball around each row, inside the box.
 
@@ -122,18 +105,18 @@ class PGD(Attack):
         ----------
         x
             Inputs, batch first, inside the box.
-        loss_fn
-            ``loss_fn(x)`` returns one loss per row: what the attack increases.
+        target
+            A :class:`~fmadv.attacks.base.Target` or a per-row loss: ``loss(x)``
+            returns one loss per row, what the attack increases.
         bounds
             (low, high) of the valid input box, floats or tensors broadcastable to x.
-        outputs_fn, labels
-            Not used.
 
         Returns
         -------
         torch.Tensor
             The perturbed inputs, shape of x.
         """
+        loss_fn = Target.of(target).loss
         x = x.detach()
         movable = (x != 0).to(x.dtype) if self.support == "active" else None
         step_size = self.effective_step_size
@@ -153,27 +136,23 @@ class PGD(Attack):
                 best, best_loss = _keep_best(x_adv, loss, best, best_loss)
                 if movable is not None:
                     grad = grad * movable
-                x_adv = self._project(x, x_adv + step_size * self._ascent(grad), bounds)
+                x_adv = self._project(
+                    x, x_adv + step_size * steepest_ascent(grad, self.norm), bounds
+                )
             with torch.no_grad():
                 loss = _row_losses(loss_fn(x_adv), len(x))
             best, best_loss = _keep_best(x_adv, loss, best, best_loss)
         return best
 
-    def _ascent(self, grad: torch.Tensor) -> torch.Tensor:
-        """Steepest ascent direction of norm 1 (0 where the gradient is 0)."""
-        if self.norm == "linf":
-            return torch.sign(grad)
-        return grad / _rows(_l2(grad).clamp_min(_tiny(grad)), grad)
-
     def _project(self, x: torch.Tensor, z: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """z pulled back into the ball around x, then into the box."""
         delta = z - x
         if self.norm == "linf":
-            delta = delta.clamp(-self.alpha, self.alpha)
+            delta = delta.clamp(-self.eps, self.eps)
         else:
             norms = _l2(delta)
-            scale = (self.alpha / norms.clamp_min(_tiny(delta))).clamp(max=1.0)
-            delta = delta * _rows(scale, delta)
+            scale = (self.eps / norms.clamp_min(_tiny(delta))).clamp(max=1.0)
+            delta = delta * rows_like(scale, delta)
         return clip_to_box(x + delta, bounds)
 
     def _random_start(
@@ -182,7 +161,7 @@ class PGD(Attack):
         """x plus a point drawn uniformly from the ball (restricted to the support)."""
         if self.norm == "linf":
             noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            delta = (2 * noise - 1) * self.alpha
+            delta = (2 * noise - 1) * self.eps
             return x + (delta if movable is None else delta * movable)
         direction = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         if movable is not None:
@@ -191,9 +170,9 @@ class PGD(Attack):
         # the number of coordinates that may move in the row.
         dims = x[0].numel() if movable is None else movable.flatten(1).sum(1).clamp_min(1)
         radius = torch.rand(len(x), generator=generator, dtype=x.dtype, device=x.device)
-        radius = self.alpha * radius.pow(1.0 / torch.as_tensor(dims, dtype=x.dtype))
-        unit = direction / _rows(_l2(direction).clamp_min(_tiny(x)), x)
-        return x + unit * _rows(radius, x)
+        radius = self.eps * radius.pow(1.0 / torch.as_tensor(dims, dtype=x.dtype))
+        unit = direction / rows_like(_l2(direction).clamp_min(_tiny(x)), x)
+        return x + unit * rows_like(radius, x)
 
 
 def _loss_and_gradient(x: torch.Tensor, loss_fn: RowLoss) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,7 +193,7 @@ def _keep_best(
     if best_loss is None:
         return x_adv, loss
     better = loss > best_loss
-    return torch.where(_rows(better, x_adv), x_adv, best), torch.where(better, loss, best_loss)
+    return torch.where(rows_like(better, x_adv), x_adv, best), torch.where(better, loss, best_loss)
 
 
 def _row_losses(loss: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -227,11 +206,6 @@ def _row_losses(loss: torch.Tensor, n_rows: int) -> torch.Tensor:
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1)
-
-
-def _rows(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-row values shaped to broadcast against a batch-first tensor like ``like``."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _tiny(t: torch.Tensor) -> float:

@@ -4,8 +4,10 @@
 - :class:`FeatureMap`: named fields in one shared feature index space.
 - Readers: :func:`read_libfm` / :func:`write_libfm`, :func:`load_movielens_100k`,
   :func:`make_synthetic`, :func:`load_mnist`, :func:`load_cifar10`.
-- Registry: cards in ``datasets/*.toml``, :func:`load_dataset`, :func:`fetch`,
-  :func:`verify`, :func:`info`.
+- Registry: cards in ``datasets/*.toml``, each naming a format of
+  :mod:`fmadv.data.formats`; :func:`load_dataset`, :func:`load_images`, :func:`fetch`,
+  :func:`verify`, :func:`info`, and for front ends :func:`dataset_options`,
+  :func:`select_options`, :func:`item_titles`, :func:`dataset_listing`.
 """
 
 from fmadv.data.cache import (
@@ -16,33 +18,47 @@ from fmadv.data.cache import (
     resolve_data_dir,
     verify,
 )
-from fmadv.data.cards import FORMATS, DatasetCard, get_card, list_cards, load_card
+from fmadv.data.cards import DatasetCard, get_card, list_cards, load_card
 from fmadv.data.dataset import Dataset, Splits
 from fmadv.data.features import FeatureMap, Field, frame_to_dataset
+from fmadv.data.format import DatasetFormat, format_names, get_format, register_format
 from fmadv.data.images import ImageData, ImageSplits, load_cifar10, load_mnist, read_idx
 from fmadv.data.libfm import read_libfm, write_libfm
 from fmadv.data.movielens import load_movielens_100k, movielens_items
-from fmadv.data.registry import info, load_dataset, load_images
+from fmadv.data.registry import (
+    dataset_listing,
+    dataset_options,
+    info,
+    item_titles,
+    load_dataset,
+    load_images,
+    select_options,
+)
 from fmadv.data.splits import random_split
 from fmadv.data.synthetic import PlantedFM, make_synthetic, planted_fm
 
 __all__ = [
     "DATA_DIR_ENV",
-    "FORMATS",
     "Dataset",
     "DatasetCard",
+    "DatasetFormat",
     "FeatureMap",
     "Field",
     "ImageData",
     "ImageSplits",
     "PlantedFM",
     "Splits",
+    "dataset_listing",
+    "dataset_options",
     "dataset_path",
     "fetch",
+    "format_names",
     "frame_to_dataset",
     "get_card",
+    "get_format",
     "info",
     "is_complete",
+    "item_titles",
     "list_cards",
     "load_card",
     "load_cifar10",
@@ -56,7 +72,9 @@ __all__ = [
     "random_split",
     "read_idx",
     "read_libfm",
+    "register_format",
     "resolve_data_dir",
+    "select_options",
     "verify",
     "write_libfm",
 ]

@@ -1,19 +1,14 @@
-"""File utilities shared by the readers, writers and the download cache.
-
-Two promises hold everywhere in :mod:`fmadv.data`: nothing is ever half-written (a
-write goes to a temporary file in the target folder and is moved into place with
-:func:`os.replace`, which is atomic on one file system), and input files are only read.
+"""File utilities shared by the readers and the download cache: reading, hashing and
+counting. Input files are only ever read; writers go through
+:func:`fmadv.io.atomic_write`, so nothing is ever half-written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fmadv.errors import DataError
 
@@ -23,37 +18,6 @@ CHUNK_BYTES = 1 << 20
 # prints; it lets a card pin a file that is published only inside a git repository.
 HASH_ALGORITHMS = ("sha256", "md5", "git-blob")
 _HEX_LENGTH = {"sha256": 64, "md5": 32, "git-blob": 40}
-
-
-@contextlib.contextmanager
-def atomic_write(
-    path: str | Path, mode: str = "w", *, encoding: str | None = None, newline: str | None = None
-) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; move it onto ``path`` only on success.
-
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise DataError(f"cannot write here: {exc.strerror}", path) from exc
-    try:
-        if "b" in mode:
-            handle = os.fdopen(fd, mode)
-        else:
-            handle = os.fdopen(fd, mode, encoding=encoding or "utf-8", newline=newline)
-        with handle as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); a data file should read like any other.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_bytes(path: str | Path, what: str) -> bytes:

@@ -18,12 +18,12 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from fmadv.data._io import CHUNK_BYTES, cached_digest, hash_file, parse_checksum
 from fmadv.data.cards import DatasetCard, get_card
-from fmadv.errors import ChecksumError, ConfigError, FmadvError
+from fmadv.errors import ChecksumError, ConfigError, DataError, FmadvError
 
 #: Environment variable that overrides the default data directory.
 DATA_DIR_ENV = "FMADV_DATA_DIR"
@@ -78,6 +78,37 @@ def verify(card: DatasetCard | str, data_dir: str | Path | None = None) -> dict[
     card = get_card(card)
     folder = dataset_path(card, data_dir)
     return {name: file_status(folder / name, spec) for name, spec in card.files.items()}
+
+
+def require_files(card: DatasetCard, folder: Path, names: Sequence[str]) -> None:
+    """Check that the files a loader is about to read exist and match the card.
+
+    Raises
+    ------
+    DataError
+        A file is missing; the message says how to fetch it.
+    ChecksumError
+        A file differs from the card's checksum. Digests are cached per path, size
+        and mtime, so repeated loads do not re-hash.
+    """
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{card.name}: missing {', '.join(missing)} in {folder}; run `fmadv data fetch "
+            f"{card.name}`, or set {DATA_DIR_ENV} to a folder that holds {card.folder}/"
+        )
+    for name in names:
+        parsed = parse_checksum(card.files.get(name, ""))
+        if parsed is None:
+            continue
+        algorithm, expected = parsed
+        got = cached_digest(folder / name, algorithm)
+        if got != expected:
+            raise ChecksumError(
+                f"{folder / name}: {algorithm} is {got}, but the {card.name} card expects "
+                f"{expected}; the file is damaged or edited: run `fmadv data fetch "
+                f"{card.name}` to replace it"
+            )
 
 
 def is_complete(card: DatasetCard | str, data_dir: str | Path | None = None) -> bool:

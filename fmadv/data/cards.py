@@ -1,7 +1,8 @@
 """Dataset cards: declarative TOML files in ``datasets/`` that say where a dataset
 comes from, how to check it and how to read it.
 
-Adding a dataset means adding a card; no code changes unless it brings a new format.
+Adding a dataset means adding a card; no code changes unless it brings a new format
+(then one module in :mod:`fmadv.data.formats`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from typing import Any
 
 import fmadv
 from fmadv.data._io import parse_checksum
+from fmadv.data.format import format_names, get_format
 from fmadv.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib
-
-#: Formats the loaders understand.
-FORMATS = ("synthetic", "movielens-100k", "libfm", "mnist-idx", "cifar10-python")
-#: Formats that hold images rather than sparse FM rows.
-IMAGE_FORMATS = ("mnist-idx", "cifar10-python")
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class DatasetCard:
     description : str
         One-line description.
     format : str
-        One of :data:`FORMATS`; picks the loader.
+        A registered format (:func:`~fmadv.data.format.format_names`); picks the loader.
     directory : str
         Sub-folder of the data directory that holds the files (default: ``name``).
     url : str, optional
@@ -92,7 +89,7 @@ class DatasetCard:
     @property
     def needs_files(self) -> bool:
         """False for generated datasets."""
-        return self.format != "synthetic"
+        return not get_format(self.format).generated
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view of the card (for ``fmadv data info``)."""
@@ -142,8 +139,9 @@ def load_card(path: str | Path) -> DatasetCard:
             raise fail(f"{key} must be a string, got {type(raw[key]).__name__}")
     if raw["name"] != path.stem:
         raise fail(f"name {raw['name']!r} must equal the file name stem {path.stem!r}")
-    if raw["format"] not in FORMATS:
-        raise fail(f"unknown format {raw['format']!r}; known formats: {', '.join(FORMATS)}")
+    known_formats = format_names()
+    if raw["format"] not in known_formats:
+        raise fail(f"unknown format {raw['format']!r}; known formats: {', '.join(known_formats)}")
     if raw.get("url") and raw.get("base_url"):
         raise fail("give url (an archive or single file) or base_url (one file each), not both")
     if raw.get("base_url") and not raw["base_url"].endswith("/"):

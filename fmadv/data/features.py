@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fmadv.data.categories import category_str, category_strings, is_missing
 from fmadv.data.dataset import Dataset
+from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError
 
 _FORMAT = "fmadv.feature_map"
@@ -141,7 +143,7 @@ class FeatureMap:
         fields = []
         offset = 0
         for name, cats in categories.items():
-            strs = tuple(_scalar_str(c) for c in cats)
+            strs = tuple(category_str(c) for c in cats)
             f = Field(name, strs, offset, name in multi, multi.get(name, "|"))
             fields.append(f)
             offset += f.size
@@ -181,7 +183,7 @@ class FeatureMap:
                 lists = _multi_strings(_list_column(frame, name), multi[name])
                 seen = set(itertools.chain.from_iterable(lists))
             else:
-                strs, null = _to_strings(_scalar_column(frame, name))
+                strs, null = category_strings(_scalar_column(frame, name))
                 seen = set(strs[~null].tolist())
             categories[name] = _sort_categories(seen)
         return cls.from_categories(categories, multi)
@@ -219,9 +221,9 @@ class FeatureMap:
     def index(self, field: str, value: Any) -> int:
         """Feature index of ``value`` in ``field``."""
         f = self.field(field)
-        pos = self._lookup(f).get_indexer([_scalar_str(value)])[0]
+        pos = self._lookup(f).get_indexer([category_str(value)])[0]
         if pos < 0:
-            raise DataError(f"unknown category {_scalar_str(value)!r} in field {field!r}")
+            raise DataError(f"unknown category {category_str(value)!r} in field {field!r}")
         return f.offset + int(pos)
 
     def field_at(self, idx: int) -> Field:
@@ -281,7 +283,7 @@ class FeatureMap:
                 values[:] = list(itertools.chain.from_iterable(lists))
                 rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
             else:
-                strs, null = _to_strings(_scalar_column(frame, name))
+                strs, null = category_strings(_scalar_column(frame, name))
                 rows = np.flatnonzero(~null)
                 values = strs[rows]
             codes = self._lookup(f).get_indexer(values) if values.size else np.empty(0, np.int64)
@@ -402,60 +404,6 @@ def _list_column(frame: Any, name: str) -> list[Any]:
 # -- value -> category string ------------------------------------------------------------
 
 
-def _scalar_str(value: Any) -> str:
-    """Category string of one value.
-
-    Integral floats print as integers: pandas turns an int column with missing values
-    into floats, and its categories must still match the int ones ("5", not "5.0").
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
-            return str(int(v))
-        return repr(v)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _is_null(value: Any) -> bool:
-    # An empty string is how CSV files (read with dtype=str) spell a missing value.
-    if value is None or (isinstance(value, str) and value == ""):
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False  # list-like values are never "missing" as a whole
-
-
-def _to_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Category strings (object array) and a missing-value mask of a scalar column."""
-    arr = np.asarray(values)
-    n = arr.shape[0]
-    if arr.dtype.kind in "iub":
-        out = np.empty(n, dtype=object)
-        out[:] = arr.astype(str).tolist()
-        return out, np.zeros(n, dtype=bool)
-    if arr.dtype.kind == "f":
-        null = np.isnan(arr)
-        out = np.empty(n, dtype=object)
-        with np.errstate(invalid="ignore"):
-            integral = ~null & np.isfinite(arr) & (arr == np.trunc(arr)) & (np.abs(arr) < 2**53)
-        out[integral] = arr[integral].astype(np.int64).astype(str).tolist()
-        other = ~null & ~integral
-        out[other] = [repr(float(v)) for v in arr[other]]
-        return out, null
-    flat = arr.astype(object, copy=False)
-    null = np.fromiter((_is_null(v) for v in flat), dtype=bool, count=n)
-    out = np.empty(n, dtype=object)
-    out[:] = ["" if m else _scalar_str(v) for v, m in zip(flat, null, strict=True)]
-    return out, null
-
-
 def _multi_strings(cells: list[Any], separator: str) -> list[list[str]]:
     """Category strings of each cell of a multi-valued column."""
     out: list[list[str]] = []
@@ -463,11 +411,11 @@ def _multi_strings(cells: list[Any], separator: str) -> list[list[str]]:
         if isinstance(cell, str):
             out.append([p for p in cell.split(separator) if p])
         elif isinstance(cell, (list, tuple, np.ndarray)) or type(cell).__name__ == "Series":
-            out.append([_scalar_str(v) for v in cell if not _is_null(v)])
-        elif _is_null(cell):
+            out.append([category_str(v) for v in cell if not is_missing(v)])
+        elif is_missing(cell):
             out.append([])
         else:
-            out.append([_scalar_str(cell)])
+            out.append([category_str(cell)])
     return out
 
 
@@ -506,8 +454,8 @@ def frame_to_dataset(
     frame : pandas.DataFrame or polars.DataFrame
         One row per example.
     label : str
-        Label column. Without ``threshold`` or ``positive`` it must hold -1/+1 or 0/1
-        (or booleans).
+        Label column, read by :func:`~fmadv.data.labels.binary_labels`: without
+        ``threshold`` or ``positive`` it must hold -1/+1 or 0/1 (or booleans).
     fields : list of str
         Feature columns, in order.
     multi : dict of str to str, optional
@@ -526,32 +474,12 @@ def frame_to_dataset(
     name : str
         Dataset name.
     """
-    if threshold is not None and positive is not None:
-        raise ConfigError("pass threshold or positive, not both")
+    raw = _scalar_column(frame, label)
+    y = binary_labels(raw, threshold=threshold, positive=positive, column=label)
+    ratings = None if threshold is None else np.asarray(raw, dtype=np.float64).astype(np.float32)
     if feature_map is None:
         feature_map = FeatureMap.fit(frame, fields, multi)
     X = feature_map.encode(frame, unknown=unknown, fields=fields)
-    raw = _scalar_column(frame, label)
-    ratings = None
-    if threshold is not None:
-        try:
-            values = np.asarray(raw, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"label column {label!r} must be numeric to use threshold") from None
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            raise DataError(f"label column {label!r} has a missing value in row {bad[0]}")
-        y = np.where(values >= threshold, 1.0, -1.0)
-        ratings = values.astype(np.float32)
-    elif positive is not None:
-        pos = positive if _is_collection(positive) else [positive]
-        strs, null = _to_strings(raw)
-        if null.any():
-            i = int(np.argmax(null))
-            raise DataError(f"label column {label!r} has a missing value in row {i}")
-        y = np.where(np.isin(strs, [_scalar_str(p) for p in pos]), 1.0, -1.0)
-    else:
-        y = _binary_labels(raw, label)
     ids = {}
     for key, col in (("user_ids", user_col), ("item_ids", item_col)):
         if col is not None:
@@ -559,24 +487,4 @@ def frame_to_dataset(
                 ids[key] = np.asarray(_scalar_column(frame, col), dtype=np.int64)
             except (TypeError, ValueError):
                 raise DataError(f"column {col!r} must hold integer ids") from None
-    return Dataset(
-        X=X, y=y.astype(np.float32), feature_map=feature_map, name=name, ratings=ratings, **ids
-    )
-
-
-def _is_collection(value: Any) -> bool:
-    return isinstance(value, (list, tuple, set, frozenset, np.ndarray))
-
-
-def _binary_labels(raw: np.ndarray, label: str) -> np.ndarray:
-    strs, null = _to_strings(raw)
-    mapping = {"1": 1.0, "True": 1.0, "-1": -1.0, "0": -1.0, "False": -1.0}
-    y = np.array([mapping.get(s, np.nan) for s in strs], dtype=np.float64)
-    bad = np.flatnonzero(np.isnan(y) | null)
-    if bad.size:
-        value = "a missing value" if null[bad[0]] else repr(strs[bad[0]])
-        raise DataError(
-            f"label column {label!r} has {value} in row {bad[0]}; expected -1/+1 or 0/1 "
-            "(pass threshold= or positive= to map other labels)"
-        )
-    return y
+    return Dataset(X=X, y=y, feature_map=feature_map, name=name, ratings=ratings, **ids)

@@ -215,7 +215,7 @@ def load_image_dataset(
     name : str
         ``"mnist"`` or ``"cifar10"`` (any image card of the registry).
     data_dir : str or Path, optional
-        Data directory, resolved as in :func:`fmadv.data.registry.resolve_data_dir`;
+        Data directory, resolved as in :func:`fmadv.data.cache.resolve_data_dir`;
         the files are checked against the dataset card.
     valid_size : int or float
         Training images held out for validation: a count (the default 5000 gives

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from fmadv.data._io import atomic_write, read_bytes
+from fmadv.data._io import read_bytes
 from fmadv.data.dataset import Dataset
+from fmadv.data.labels import binary_labels, label_signs
 from fmadv.errors import DataError
+from fmadv.io import atomic_write
 
 _WHAT = "a libFM text file with lines 'label idx:value ...'"
 
@@ -28,19 +30,6 @@ _BAD_VALUE, _NONFINITE, _REAL, _ZERO_INDEX, _TOO_BIG, _DUPLICATE = 6, 7, 8, 9, 1
 
 # Longest token accepted; real ones ("12345:0.123456789") are far shorter.
 _MAX_TOKEN = 100
-
-
-def _label_value(token: bytes) -> float:
-    """+1 for 1, -1 for -1 or 0 (in any float spelling), nan for anything else."""
-    try:
-        v = float(token)
-    except ValueError:
-        return float("nan")
-    if v == 1:
-        return 1.0
-    if v in (0, -1):
-        return -1.0
-    return float("nan")
 
 
 def _text(token: bytes) -> str:
@@ -74,8 +63,9 @@ def read_libfm(
     Returns
     -------
     Dataset
-        ``y`` in {-1, +1}: labels ``1``/``+1``/``1.0`` map to +1 and ``-1``/``0`` (any
-        float spelling) to -1. ``name`` is the file name without its last suffix.
+        ``y`` in {-1, +1}, spelled as :mod:`fmadv.data.labels` accepts them: ``1``,
+        ``+1``, ``1.0`` are +1 and ``-1``, ``0`` (any float spelling) are -1. ``name``
+        is the file name without its last suffix.
 
     Raises
     ------
@@ -132,9 +122,7 @@ def read_libfm(
 
     err = np.zeros(tokens.size, dtype=np.int8)
     labels = tokens[first]
-    uniq, inverse = np.unique(labels, return_inverse=True)
-    label_map = np.array([_label_value(t) for t in uniq.tolist()], dtype=np.float32)
-    y = label_map[inverse]
+    y = label_signs(labels)
     bad_label = np.isnan(y)
     if bad_label.any():
         has_colon = np.strings.find(labels, b":") >= 0
@@ -315,25 +303,28 @@ def write_libfm(
         if y is None:
             raise DataError("y is required when writing a bare matrix")
         X = sp.csr_matrix(data)
-        labels = np.asarray(y, dtype=np.float64).ravel()
+        labels = np.ravel(y)
     if labels.shape[0] != X.shape[0]:
         raise DataError(f"{labels.shape[0]} labels for {X.shape[0]} rows")
-    if not np.all(np.isin(labels, (-1.0, 0.0, 1.0))):
-        raise DataError("labels must be -1/+1 or 0/1")
+    labels = binary_labels(labels)
     X = sp.csr_matrix(X)
     X.sort_indices()
     if not np.all(np.isfinite(X.data)):
         raise DataError("X holds NaN or inf values, which libFM files cannot carry")
     shift = 0 if zero_based else 1
+
+    def write(temp: str) -> None:
+        with open(temp, "w", encoding="ascii", newline="\n") as f:
+            for r in range(X.shape[0]):
+                lo, hi = X.indptr[r], X.indptr[r + 1]
+                parts = ["1" if labels[r] > 0 else "-1"]
+                for j, v in zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist(), strict=True):
+                    if v == 0:
+                        continue
+                    parts.append(f"{j + shift}:1" if v == 1 else f"{j + shift}:{v:.9g}")
+                f.write(" ".join(parts))
+                f.write("\n")
+
     path = Path(path)
-    with atomic_write(path, "w", encoding="ascii", newline="\n") as f:
-        for r in range(X.shape[0]):
-            lo, hi = X.indptr[r], X.indptr[r + 1]
-            parts = ["1" if labels[r] > 0 else "-1"]
-            for j, v in zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist(), strict=True):
-                if v == 0:
-                    continue
-                parts.append(f"{j + shift}:1" if v == 1 else f"{j + shift}:{v:.9g}")
-            f.write(" ".join(parts))
-            f.write("\n")
+    atomic_write(path, write)
     return path

@@ -1,126 +1,55 @@
 """The dataset registry: cards in, loaded datasets out.
 
-``load_dataset("movielens-100k", split="u1")`` finds the card, checks the local files
-against it and dispatches to the reader of the card's format. The card and cache
-functions are re-exported here so callers need one import.
+``load_dataset("movielens-100k", split="u1")`` finds the card, checks the options
+against the card's format (:mod:`fmadv.data.format`) and lets the format check the
+local files and read them. Nothing here knows any format by name.
 """
 
 from __future__ import annotations
 
-import gzip
-import inspect
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
-from fmadv.data._io import cached_digest, count_lines, parse_checksum
-from fmadv.data.cache import (
-    DATA_DIR_ENV,
-    dataset_path,
-    fetch,
-    is_complete,
-    resolve_data_dir,
-    verify,
-)
-from fmadv.data.cards import (
-    FORMATS,
-    IMAGE_FORMATS,
-    DatasetCard,
-    cards_dir,
-    get_card,
-    list_cards,
-    load_card,
-)
-from fmadv.data.dataset import Dataset, Splits
-from fmadv.data.features import FeatureMap
-from fmadv.data.images import (
-    CIFAR10_META,
-    CIFAR10_TEST,
-    CIFAR10_TRAIN,
-    MNIST_FILES,
-    ImageSplits,
-    load_cifar10,
-    load_mnist,
-)
-from fmadv.data.libfm import read_libfm
-from fmadv.data.movielens import OFFICIAL_SPLITS, load_movielens_100k
-from fmadv.data.movielens import SPLITS as MOVIELENS_SPLITS
-from fmadv.data.splits import carve, check_fraction
-from fmadv.data.synthetic import make_synthetic
-from fmadv.errors import ChecksumError, ConfigError, DataError
+from fmadv.data.cache import dataset_path, is_complete, verify
+from fmadv.data.cards import DatasetCard, get_card, list_cards
+from fmadv.data.dataset import Splits
+from fmadv.data.format import IMAGES, ROWS, DataKind, DatasetFormat, get_format
+from fmadv.data.images import ImageSplits
+from fmadv.errors import ConfigError
 
 __all__ = [
-    "DATA_DIR_ENV",
-    "FORMATS",
-    "DatasetCard",
-    "cards_dir",
-    "dataset_path",
-    "fetch",
-    "get_card",
+    "dataset_listing",
+    "dataset_options",
     "info",
-    "is_complete",
-    "list_cards",
-    "load_card",
+    "item_titles",
     "load_dataset",
     "load_images",
-    "require_files",
-    "resolve_data_dir",
-    "verify",
+    "select_options",
 ]
 
 
-def _fetch_hint(card: DatasetCard) -> str:
-    return (
-        f"run `fmadv data fetch {card.name}`, or set {DATA_DIR_ENV} to a folder that "
-        f"holds {card.folder}/"
-    )
-
-
-def require_files(card: DatasetCard, folder: Path, names: Sequence[str]) -> None:
-    """Check that the files a loader is about to read exist and match the card.
-
-    Raises
-    ------
-    DataError
-        A file is missing; the message says how to fetch it.
-    ChecksumError
-        A file differs from the card's checksum. Digests are cached per path, size
-        and mtime, so repeated loads do not re-hash.
-    """
-    missing = [n for n in names if not (folder / n).is_file()]
-    if missing:
-        raise DataError(
-            f"{card.name}: missing {', '.join(missing)} in {folder}; {_fetch_hint(card)}"
+def _format_of(card: DatasetCard, kind: DataKind) -> DatasetFormat:
+    fmt = get_format(card.format)
+    if fmt.kind != kind:
+        raise ConfigError(
+            f"{card.name} is not {kind.noun} dataset: it holds {fmt.kind.holds} (format "
+            f"{card.format}); load it with fmadv.data.{fmt.kind.loader}"
         )
-    for name in names:
-        parsed = parse_checksum(card.files.get(name, ""))
-        if parsed is None:
-            continue
-        algorithm, expected = parsed
-        got = cached_digest(folder / name, algorithm)
-        if got != expected:
-            raise ChecksumError(
-                f"{folder / name}: {algorithm} is {got}, but the {card.name} card expects "
-                f"{expected}; the file is damaged or edited: run `fmadv data fetch "
-                f"{card.name}` to replace it"
-            )
+    return fmt
 
 
-def _accepted(func: Callable[..., Any], skip: int) -> list[str]:
-    params = list(inspect.signature(func).parameters.values())[skip:]
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def _check_options(card: DatasetCard, options: dict[str, Any], accepted: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(accepted))
+def _load(
+    name: str | DatasetCard, data_dir: str | Path | None, kind: DataKind, options: dict[str, Any]
+) -> Any:
+    card = get_card(name)
+    fmt = _format_of(card, kind)
+    unknown = sorted(set(options) - set(fmt.options))
     if unknown:
         raise ConfigError(
             f"unknown option(s) {', '.join(unknown)} for dataset {card.name}; "
-            f"accepted: {', '.join(accepted)}"
+            f"accepted: {', '.join(fmt.options)}"
         )
+    return fmt.load(card, dataset_path(card, data_dir), **options)
 
 
 def load_dataset(
@@ -133,18 +62,18 @@ def load_dataset(
     name : str or DatasetCard
         Card name, e.g. ``"synthetic"``, ``"movielens-100k"``, ``"frappe"``.
     data_dir : str or Path, optional
-        Data directory (see :func:`resolve_data_dir`); unused by ``synthetic``.
+        Data directory (see :func:`~fmadv.data.cache.resolve_data_dir`); unused by
+        generated datasets such as ``synthetic``.
     **options
-        Passed to the format's loader:
+        Passed to the format's loader; :func:`dataset_options` lists them with their
+        defaults. The formats document theirs in :mod:`fmadv.data.formats`:
 
         - ``synthetic``: the arguments of :func:`~fmadv.data.synthetic.make_synthetic`.
         - ``movielens-100k``: the keyword arguments of
           :func:`~fmadv.data.movielens.load_movielens_100k` (``split``,
           ``side_features``, ``threshold``, ``seed``, ``test_size``, ``valid_size``).
-        - ``libfm``: ``train_from`` (``"train"``, default, reads the card's train,
-          validation and test files; ``"validation"`` trains on the validation file
-          and holds out ``valid_size`` of it, default 0.1, by ``seed``), ``seed``,
-          ``valid_size``, ``allow_real_valued``.
+        - ``libfm``: those of :func:`~fmadv.data.formats.libfm.load_libfm_dataset`
+          (``train_from``, ``valid_size``, ``seed``, ``allow_real_valued``).
 
     Returns
     -------
@@ -159,127 +88,7 @@ def load_dataset(
     ChecksumError
         A local file does not match its card.
     """
-    card = get_card(name)
-    if card.format in IMAGE_FORMATS:
-        raise ConfigError(
-            f"{card.name} holds images (format {card.format}); load it with fmadv.data.load_images"
-        )
-    if card.format == "synthetic":
-        _check_options(card, options, _accepted(make_synthetic, 0))
-        return make_synthetic(**options)
-    folder = dataset_path(card, data_dir)
-    if card.format == "movielens-100k":
-        _check_options(card, options, _accepted(load_movielens_100k, 1))
-        split = options.get("split", "random")
-        if split not in MOVIELENS_SPLITS:
-            raise ConfigError(
-                f"unknown MovieLens split {split!r}; choose from {', '.join(MOVIELENS_SPLITS)}"
-            )
-        if split in OFFICIAL_SPLITS:
-            needed = ["u.user", "u.item", f"{split}.base", f"{split}.test"]
-        else:
-            needed = ["u.user", "u.item", "u.data"]
-        require_files(card, folder, needed)
-        return load_movielens_100k(folder, **options)
-    if card.format == "libfm":
-        return _load_libfm(card, folder, **options)
-    raise ConfigError(f"{card.name}: format {card.format!r} has no sparse loader")
-
-
-def _libfm_roles(card: DatasetCard) -> dict[str, str]:
-    roles: dict[str, str] = {}
-    for fname in card.files:
-        parts = fname.split(".")
-        if len(parts) >= 3 and parts[-1] == "libfm":
-            role = {"valid": "validation"}.get(parts[-2], parts[-2])
-            if role in ("train", "validation", "test"):
-                roles[role] = fname
-    if "test" not in roles:
-        raise ConfigError(f"{card.name}: the card lists no '*.test.libfm' file")
-    return roles
-
-
-def _libfm_feature_map(card: DatasetCard) -> FeatureMap | None:
-    if not card.fields:
-        return None
-    return FeatureMap.from_categories({name: range(size) for name, size in card.fields})
-
-
-def _field_ids(X: sp.csr_matrix, fmap: FeatureMap | None, field: str) -> np.ndarray | None:
-    """Position inside ``field`` of each row's one active feature there, if every row has one."""
-    if fmap is None or field not in fmap.field_names:
-        return None
-    sub = X[:, fmap.field_slice(field)].tocsr()
-    if not np.all(np.diff(sub.indptr) == 1):
-        return None
-    return sub.indices.astype(np.int64)
-
-
-def _load_libfm(
-    card: DatasetCard,
-    folder: Path,
-    *,
-    train_from: str = "train",
-    valid_size: float | None = None,
-    seed: int = 0,
-    allow_real_valued: bool = False,
-) -> Splits:
-    roles = _libfm_roles(card)
-    if train_from not in ("train", "validation"):
-        raise ConfigError(f"train_from must be 'train' or 'validation', got {train_from!r}")
-    if train_from == "train":
-        if valid_size is not None:
-            raise ConfigError(
-                "valid_size applies only with train_from='validation' (otherwise the "
-                "validation file is the validation set)"
-            )
-        if "train" not in roles or "validation" not in roles:
-            raise ConfigError(f"{card.name}: the card lists no train and validation files")
-        train_file = folder / roles["train"]
-        if not train_file.is_file():
-            raise DataError(
-                f"{card.name}: missing {roles['train']} (the training split) in {folder}; "
-                f"run `fmadv data fetch {card.name}` to download it, or pass "
-                "train_from='validation' to train on the validation file instead "
-                "(part of it is then held out for validation)"
-            )
-        needed = [roles["train"], roles["validation"], roles["test"]]
-    else:
-        if "validation" not in roles:
-            raise ConfigError(f"{card.name}: the card lists no validation file")
-        valid_size = check_fraction(
-            "valid_size", 0.1 if valid_size is None else valid_size, allow_zero=True
-        )
-        needed = [roles["validation"], roles["test"]]
-    require_files(card, folder, needed)
-    parts = [
-        read_libfm(folder / f, n_features=card.n_features, allow_real_valued=allow_real_valued)
-        for f in needed
-    ]
-    # Without a card width, the files can disagree (the test file may not use the
-    # largest index); widen them all to the largest.
-    width = card.n_features or max(p.n_features for p in parts)
-    fmap = _libfm_feature_map(card)
-
-    def finish(d: Dataset) -> Dataset:
-        X = d.X
-        if X.shape[1] != width:
-            X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], width))
-        return Dataset(
-            X=X,
-            y=d.y,
-            feature_map=fmap,
-            name=card.name,
-            user_ids=_field_ids(X, fmap, "user"),
-            item_ids=_field_ids(X, fmap, "item"),
-        )
-
-    parts = [finish(p) for p in parts]
-    if train_from == "train":
-        return Splits(train=parts[0], valid=parts[1], test=parts[2])
-    rest, held = carve(np.arange(parts[0].n_rows), valid_size, seed)
-    valid = None if held is None else parts[0].subset(held)
-    return Splits(train=parts[0].subset(rest), valid=valid, test=parts[1])
+    return _load(name, data_dir, ROWS, options)
 
 
 def load_images(
@@ -288,20 +97,93 @@ def load_images(
     """Load a registered image dataset (``mnist``, ``cifar10``).
 
     ``options`` are ``valid_size`` and ``seed`` (see :func:`~fmadv.data.images.load_mnist`).
+    Errors as :func:`load_dataset`; a dataset of FM rows is a :class:`ConfigError`.
+    """
+    return _load(name, data_dir, IMAGES, options)
+
+
+def dataset_options(name: str | DatasetCard) -> dict[str, Any]:
+    """The options :func:`load_dataset` (or :func:`load_images`) accepts for a dataset.
+
+    Returns
+    -------
+    dict
+        Option name to its default, in the order of the format's reader.
+
+    Raises
+    ------
+    ConfigError
+        Unknown dataset.
+    """
+    return dict(get_format(get_card(name).format).options)
+
+
+def select_options(name: str | DatasetCard, **settings: Any) -> dict[str, Any]:
+    """The settings that apply to a dataset, to pass on to :func:`load_dataset`.
+
+    A front end holds one value per setting for every dataset (a ``--split`` flag,
+    a seed); this keeps those the dataset's format accepts and that are set.
+
+    Parameters
+    ----------
+    name : str or DatasetCard
+        The dataset.
+    **settings
+        Candidate options; None means "not set" and is left out.
+
+    Returns
+    -------
+    dict
+        The accepted, set options, in the order given.
+    """
+    accepted = dataset_options(name)
+    return {k: v for k, v in settings.items() if k in accepted and v is not None}
+
+
+def item_titles(
+    name: str | DatasetCard, data_dir: str | Path | None = None
+) -> dict[int, str] | None:
+    """Item id to title, for datasets whose items have titles (MovieLens), else None.
+
+    Raises
+    ------
+    DataError, ChecksumError
+        The dataset has titles but the file that holds them is missing or damaged.
     """
     card = get_card(name)
-    folder = dataset_path(card, data_dir)
-    if card.format == "mnist-idx":
-        _check_options(card, options, _accepted(load_mnist, 1))
-        require_files(card, folder, [f"{stem}.gz" for stem in MNIST_FILES.values()])
-        return load_mnist(folder, **options)
-    if card.format == "cifar10-python":
-        _check_options(card, options, _accepted(load_cifar10, 1))
-        require_files(card, folder, [*CIFAR10_TRAIN, CIFAR10_TEST, CIFAR10_META])
-        return load_cifar10(folder, **options)
-    raise ConfigError(
-        f"{card.name} is not an image dataset (format {card.format}); use load_dataset"
-    )
+    return get_format(card.format).item_titles(card, dataset_path(card, data_dir))
+
+
+def _local_copy(card: DatasetCard, data_dir: str | Path | None) -> str:
+    if get_format(card.format).generated:
+        return "not needed"
+    status = verify(card, data_dir)
+    if not status:
+        return "-"  # the card pins no files, so there is nothing to check
+    n_ok = sum(s == "ok" for s in status.values())
+    return "ok" if n_ok == len(status) else f"{n_ok}/{len(status)} files ok"
+
+
+def dataset_listing(data_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """One row per registered dataset, for ``fmadv data list``.
+
+    Returns
+    -------
+    list of dict
+        Each row maps the column headings ``"name"``, ``"format"``, ``"local copy"``
+        (``"ok"``, ``"<n>/<m> files ok"``, ``"not needed"`` for generated datasets, or
+        ``"-"`` when the card pins no files) and ``"description"`` to text, sorted by
+        name.
+    """
+    return [
+        {
+            "name": card.name,
+            "format": card.format,
+            "local copy": _local_copy(card, data_dir),
+            "description": card.description,
+        }
+        for card in list_cards()
+    ]
 
 
 def info(card: DatasetCard | str, data_dir: str | Path | None = None) -> dict[str, Any]:
@@ -317,51 +199,28 @@ def info(card: DatasetCard | str, data_dir: str | Path | None = None) -> dict[st
         (None when unknown).
     """
     card = get_card(card)
-    out = card.to_dict()
+    fmt = get_format(card.format)
     folder = dataset_path(card, data_dir)
-    out["path"] = str(folder)
     statuses = verify(card, data_dir)
-    out["files"] = statuses
-    out["rows"] = {}
-    if card.format == "synthetic":
-        out["status"] = "generated"
-        defaults = inspect.signature(make_synthetic).parameters
-        out["rows"] = {"generated": defaults["n_rows"].default}
-        out["n_features"] = (
-            defaults["n_users"].default
-            + defaults["n_items"].default
-            + 2 * defaults["n_side"].default
-        )
-        return out
     values = set(statuses.values())
-    if "mismatch" in values:
-        out["status"] = "damaged"
+    if fmt.generated:
+        status = "generated"
+    elif "mismatch" in values:
+        status = "damaged"
     elif not statuses:
-        out["status"] = "complete" if is_complete(card, data_dir) else "missing"
+        status = "complete" if is_complete(card, data_dir) else "missing"
     elif values == {"ok"}:
-        out["status"] = "complete"
+        status = "complete"
     elif values == {"missing"}:
-        out["status"] = "missing"
+        status = "missing"
     else:
-        out["status"] = "partial"
+        status = "partial"
     present = {n for n, s in statuses.items() if s == "ok"}
-    if card.format == "movielens-100k":
-        if "u.data" in present:
-            out["rows"] = {"u.data": count_lines(folder / "u.data")}
-        if {"u.user", "u.item"} <= present:
-            out["n_features"] = count_lines(folder / "u.user") + count_lines(folder / "u.item")
-    elif card.format == "libfm":
-        out["rows"] = {
-            n: count_lines(folder / n) for n in statuses if n.endswith(".libfm") and n in present
-        }
-    elif card.format == "mnist-idx":
-        for stem in MNIST_FILES.values():
-            fname = f"{stem}.gz"
-            if "labels" in stem and fname in present:
-                with gzip.open(folder / fname) as f:
-                    header = f.read(8)
-                out["rows"][fname] = int.from_bytes(header[4:8], "big")
-        out["n_features"] = 28 * 28
-    elif card.format == "cifar10-python":
-        out["n_features"] = 3 * 32 * 32
-    return out
+    return {
+        **card.to_dict(),
+        "path": str(folder),
+        "files": statuses,
+        "rows": fmt.count_rows(card, folder, present),
+        "status": status,
+        "n_features": fmt.n_features(card, folder, present),
+    }

@@ -12,8 +12,8 @@ the whole log:
   streaming engine for CSV), encodes each chunk to float32 CSR rows with labels in
   {-1, +1}, and serves mini-batches, optionally through a seeded shuffle buffer.
   :meth:`StreamingLog.batch_source` plugs it into :func:`fmadv.training.loop.fit_loop`.
-- :func:`write_synthetic_log` writes a planted-FM interaction log of any size in bounded
-  memory, for tests and for the memory benchmark (``eval/bench/streaming_memory.py``).
+- :func:`~fmadv.data.synthetic.write_synthetic_log` writes a
+  planted-FM log of any size in bounded memory, for tests and for the memory benchmark.
 
 Memory is bounded by the chunk size, the shuffle buffer and the size of the feature
 map, not by the number of rows in the log.
@@ -31,19 +31,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 
-from fmadv.data.features import (
-    FeatureMap,
-    Field,
-    _binary_labels,
-    _is_collection,
-    _scalar_str,
-    _to_strings,
-)
+from fmadv.data.categories import category_str, distinct_category_strings
+from fmadv.data.features import FeatureMap, Field
+from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError
 from fmadv.sparse import SparseBatch
 
@@ -53,7 +47,6 @@ __all__ = [
     "StreamingLog",
     "scan_log",
     "stream_feature_map",
-    "write_synthetic_log",
 ]
 
 SUFFIXES = (".parquet", ".csv")
@@ -268,26 +261,6 @@ def _distinct_chunked(
 # -- value -> code, one chunk at a time ------------------------------------------------
 
 
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes of a column's rows and the category strings of its distinct values.
-
-    Returns ``(codes, strings, null)``: ``codes[i]`` indexes the distinct values
-    (-1 where the row is None/NaN), ``strings``/``null`` are what ``_to_strings`` makes
-    of each distinct value. Converting the distinct values only, not every row, gives
-    the same strings (the conversion is value by value) at a fraction of the cost.
-    """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    strings, null = _to_strings(np.asarray(uniques))
-    return codes, strings, null
-
-
-def _row_null(codes: np.ndarray, null: np.ndarray) -> np.ndarray:
-    missing = codes < 0
-    if null.any():
-        missing |= null[np.where(missing, 0, codes)] & ~missing
-    return missing
-
-
 class _FieldCodes:
     """Maps a field's raw values to category positions, as :meth:`FeatureMap.encode` does.
 
@@ -318,7 +291,7 @@ class _FieldCodes:
             pos = np.searchsorted(sorted_ints, values)
             pos[pos == sorted_ints.size] = 0
             return np.where(sorted_ints[pos] == values, order[pos], -1)
-        codes, strings, null = _factorize(values)
+        codes, strings, null = distinct_category_strings(values)
         if not strings.size:
             return np.full(values.size, _NO_FEATURE, dtype=np.int64)
         table = self.index.get_indexer(strings).astype(np.int64)
@@ -573,7 +546,7 @@ class StreamingLog:
                 if bad.any():
                     i = int(np.argmax(bad))
                     raise DataError(
-                        f"unknown category {_scalar_str(values[i])!r} in field {f.name!r} "
+                        f"unknown category {category_str(values[i])!r} in field {f.name!r} "
                         f"(row {row(int(rows[i]))}); expected one of the {f.size} "
                         "categories the feature map was fitted on, or pass unknown='ignore'",
                         self.path,
@@ -597,46 +570,17 @@ class StreamingLog:
         self, column: pl.Series, row: Callable[[int], int]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         raw = column.to_numpy()
-        name = self.label
-        if self.threshold is not None:
-            try:
-                values = np.asarray(raw, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"label column {name!r} must be numeric to use threshold", self.path
-                ) from None
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                raise DataError(
-                    f"label column {name!r} has a missing value in row {row(int(bad[0]))}",
-                    self.path,
-                )
-            y = np.where(values >= self.threshold, 1.0, -1.0)
-            return y.astype(np.float32), values.astype(np.float32)
-        codes, strings, null = _factorize(raw)
-        missing = _row_null(codes, null)
-        if missing.any():
-            raise DataError(
-                f"label column {name!r} has a missing value in row {row(int(np.argmax(missing)))}",
-                self.path,
-            )
-        if self.positive is not None:
-            pos = self.positive if _is_collection(self.positive) else [self.positive]
-            table = np.where(np.isin(strings, [_scalar_str(p) for p in pos]), 1.0, -1.0)
-            return table[codes].astype(np.float32), None
-        try:
-            table = _binary_labels(strings, name)
-        except DataError:
-            # Find the first offending row of the chunk to name it.
-            ok = np.isin(strings, ["1", "True", "-1", "0", "False"])
-            i = int(np.argmax(~ok[codes]))
-            raise DataError(
-                f"label column {name!r} has {strings[codes[i]]!r} in row {row(i)}; "
-                "expected -1/+1 or 0/1 "
-                "(pass threshold= or positive= to map other labels)",
-                self.path,
-            ) from None
-        return table[codes].astype(np.float32), None
+        y = binary_labels(
+            raw,
+            threshold=self.threshold,
+            positive=self.positive,
+            column=self.label,
+            path=self.path,
+            row=row,
+        )
+        if self.threshold is None:
+            return y, None
+        return y, np.asarray(raw, dtype=np.float64).astype(np.float32)
 
     def _ids(self, column: pl.Series, name: str) -> np.ndarray:
         try:
@@ -741,172 +685,3 @@ class StreamingLog:
                 yield SparseBatch(rows, device), torch.from_numpy(labels).to(device)
 
         return source
-
-
-# -- a synthetic log of any size -------------------------------------------------------
-
-_BLOCK_ROWS = 65_536  # rows drawn per random stream: the log does not depend on chunk_rows
-_PLANTED_K = 8
-_N_SEGMENTS = 10
-_N_CATEGORIES = 20
-# Share of ratings 1..5 (MovieLens-like: mostly 3 and 4); cut points on the noisy score.
-_RATING_SHARES = (0.06, 0.11, 0.27, 0.34, 0.22)
-
-
-@dataclass(frozen=True)
-class _Planted:
-    user_w: np.ndarray
-    item_w: np.ndarray
-    seg_w: np.ndarray
-    cat_w: np.ndarray
-    user_v: np.ndarray
-    item_v: np.ndarray
-    seg_v: np.ndarray
-    cat_v: np.ndarray
-    user_segment: np.ndarray
-    item_category: np.ndarray
-    user_cdf: np.ndarray
-    item_cdf: np.ndarray
-    noise_std: float
-    cuts: np.ndarray
-
-
-def _popularity_cdf(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    # Zipf-like popularity over a random ranking: a few heavy users/items, a long tail.
-    weights = (np.arange(n) + 10.0) ** -exponent
-    weights = weights[rng.permutation(n)]
-    cdf = np.cumsum(weights)
-    return cdf / cdf[-1]
-
-
-def _planted(n_users: int, n_items: int, seed: int) -> _Planted:
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
-    k = _PLANTED_K
-    scale = k**-0.25  # unit-variance pairwise products, as in fmadv.data.synthetic
-    parts = dict(
-        user_w=rng.normal(0, 1.0, n_users),
-        item_w=rng.normal(0, 1.0, n_items),
-        seg_w=rng.normal(0, 0.5, _N_SEGMENTS),
-        cat_w=rng.normal(0, 0.5, _N_CATEGORIES),
-        user_v=rng.normal(0, scale, (n_users, k)),
-        item_v=rng.normal(0, scale, (n_items, k)),
-        seg_v=rng.normal(0, scale, (_N_SEGMENTS, k)),
-        cat_v=rng.normal(0, scale, (_N_CATEGORIES, k)),
-        user_segment=rng.integers(_N_SEGMENTS, size=n_users),
-        item_category=rng.integers(_N_CATEGORIES, size=n_items),
-        user_cdf=_popularity_cdf(rng, n_users, 0.5),
-        item_cdf=_popularity_cdf(rng, n_items, 0.8),
-    )
-    planted = _Planted(**parts, noise_std=0.0, cuts=np.zeros(4))
-    # Calibrate the noise and the rating cut points on a sample drawn once per seed.
-    users, items = _draw_pairs(planted, rng, 100_000)
-    score = _score(planted, users, items)
-    noise_std = 0.5 * float(np.std(score))
-    noisy = score + rng.normal(0, noise_std, score.size)
-    cuts = np.quantile(noisy, np.cumsum(_RATING_SHARES)[:-1])
-    return _Planted(**parts, noise_std=noise_std, cuts=cuts)
-
-
-def _draw_pairs(p: _Planted, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    users = np.minimum(np.searchsorted(p.user_cdf, rng.random(n)), p.user_cdf.size - 1)
-    items = np.minimum(np.searchsorted(p.item_cdf, rng.random(n)), p.item_cdf.size - 1)
-    return users, items
-
-
-def _score(p: _Planted, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    seg, cat = p.user_segment[users], p.item_category[items]
-    vectors = (p.user_v[users], p.item_v[items], p.seg_v[seg], p.cat_v[cat])
-    s = sum(vectors)
-    pairwise = 0.5 * ((s**2).sum(1) - sum((v**2).sum(1) for v in vectors))
-    return p.user_w[users] + p.item_w[items] + p.seg_w[seg] + p.cat_w[cat] + pairwise
-
-
-def _block(p: _Planted, seed: int, index: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    users, items = _draw_pairs(p, rng, _BLOCK_ROWS)
-    noisy = _score(p, users, items) + rng.normal(0, p.noise_std, _BLOCK_ROWS)
-    rating = (np.searchsorted(p.cuts, noisy) + 1).astype(np.int8)
-    return {"user": users, "item": items, "rating": rating}
-
-
-def write_synthetic_log(
-    path: str | Path,
-    n_rows: int,
-    n_users: int = 100_000,
-    n_items: int = 50_000,
-    seed: int = 0,
-    chunk_rows: int = 1_000_000,
-) -> Path:
-    """Write a planted-FM interaction log to Parquet, ``chunk_rows`` rows at a time.
-
-    Each row is one rating of an item by a user, drawn with Zipf-like popularity on
-    both sides. Columns: ``user`` and ``item`` (int64 ids), ``segment`` (the user's
-    segment, ``"s0"``..``"s9"``), ``category`` (the item's category, ``"c00"``..``"c19"``)
-    and ``rating`` (int8, 1-5). The rating buckets a random factorization machine's
-    score over the four one-hot fields plus Gaussian noise, so ``rating >= 4`` (about
-    56% of rows) is learnable by an FM and not by chance.
-
-    Parameters
-    ----------
-    path : str or Path
-        Output ``.parquet`` file (overwritten).
-    n_rows : int
-        Rows to write (>= 1).
-    n_users, n_items : int
-        Id ranges ``[0, n_users)`` and ``[0, n_items)``.
-    seed : int
-        The same seed writes the same log, whatever ``chunk_rows`` is.
-    chunk_rows : int
-        Rows generated and written per step; also the Parquet row-group size. Memory is
-        bounded by it (and by the planted model, ``O((n_users + n_items) * 8)``).
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    for name, value, low in (
-        ("n_rows", n_rows, 1),
-        ("n_users", n_users, 1),
-        ("n_items", n_items, 1),
-        ("chunk_rows", chunk_rows, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    path = Path(path)
-    if path.suffix.lower() != ".parquet":
-        raise ConfigError(f"write_synthetic_log writes Parquet; got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    planted = _planted(int(n_users), int(n_items), seed)
-    segments = pa.array([f"s{j}" for j in range(_N_SEGMENTS)])
-    categories = pa.array([f"c{j:02d}" for j in range(_N_CATEGORIES)])
-    schema = pa.schema(
-        [
-            ("user", pa.int64()),
-            ("item", pa.int64()),
-            ("segment", pa.string()),
-            ("category", pa.string()),
-            ("rating", pa.int8()),
-        ]
-    )
-    with pq.ParquetWriter(path, schema) as writer:
-        for lo in range(0, n_rows, chunk_rows):
-            hi = min(lo + chunk_rows, n_rows)
-            first, last = lo // _BLOCK_ROWS, (hi - 1) // _BLOCK_ROWS
-            blocks = [_block(planted, seed, b) for b in range(first, last + 1)]
-            cut = slice(lo - first * _BLOCK_ROWS, hi - first * _BLOCK_ROWS)
-            users = np.concatenate([b["user"] for b in blocks])[cut]
-            items = np.concatenate([b["item"] for b in blocks])[cut]
-            rating = np.concatenate([b["rating"] for b in blocks])[cut]
-            table = pa.table(
-                {
-                    "user": users.astype(np.int64),
-                    "item": items.astype(np.int64),
-                    "segment": pc.take(segments, pa.array(planted.user_segment[users])),
-                    "category": pc.take(categories, pa.array(planted.item_category[items])),
-                    "rating": rating,
-                },
-                schema=schema,
-            )
-            writer.write_table(table, row_group_size=chunk_rows)
-    return path

@@ -13,18 +13,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fmadv.models.fm_attack import exact_scores
 from fmadv.sparse import SparseBatch, sparse_product
+from fmadv.threat import Attackable, ThreatModel
 
 
-class FactorizationMachine(nn.Module):
+class FactorizationMachine(Attackable, nn.Module):
     """Second-order factorization machine (Rendle, 2010).
 
     Parameters
     ----------
     n_features
         Size n of the one shared feature space.
-    k
-        Number of latent factors per feature.
+    n_factors
+        Number of latent factors per feature (the rank of the interaction matrix).
     init_std
         Standard deviation of the normal initialisation of the factors; the bias and
         the linear weights start at zero.
@@ -35,18 +37,22 @@ class FactorizationMachine(nn.Module):
     def __init__(
         self,
         n_features: int,
-        k: int = 16,
+        n_factors: int = 16,
         init_std: float = 0.01,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if n_features < 1 or k < 1:
-            raise ValueError(f"n_features and k must be >= 1, got {n_features} and {k}")
+        if n_features < 1 or n_factors < 1:
+            raise ValueError(
+                f"n_features and n_factors must be >= 1, got {n_features} and {n_factors}"
+            )
         self.n_features = n_features
-        self.k = k
+        self.n_factors = n_factors
         self.bias = nn.Parameter(torch.zeros(()))
         self.linear = nn.Parameter(torch.zeros(n_features))
-        self.factors = nn.Parameter(torch.randn(n_features, k, generator=generator) * init_std)
+        self.factors = nn.Parameter(
+            torch.randn(n_features, n_factors, generator=generator) * init_std
+        )
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
         """Scores y_hat of the rows of a sparse batch, shape (batch,)."""
@@ -56,10 +62,10 @@ class FactorizationMachine(nn.Module):
         if batch.is_binary:
             # x^2 = x on binary rows: one product gives s = xV, <w, x> and (x^2)(V^2).
             z = sparse_product(batch.rows, batch.rows_t, torch.cat([V, w[:, None], norms], 1))
-            s, lin, sq = z[:, : self.k], z[:, self.k], z[:, self.k + 1]
+            s, lin, sq = z[:, : self.n_factors], z[:, self.n_factors], z[:, self.n_factors + 1]
         else:
             z = sparse_product(batch.rows, batch.rows_t, torch.cat([V, w[:, None]], 1))
-            s, lin = z[:, : self.k], z[:, self.k]
+            s, lin = z[:, : self.n_factors], z[:, self.n_factors]
             sq = sparse_product(batch.squared, batch.squared_t, norms)[:, 0]
         return self.bias + lin + 0.5 * (s.square().sum(1) - sq)
 
@@ -70,6 +76,28 @@ class FactorizationMachine(nn.Module):
         s = x @ V
         sq = x.square() @ V.square().sum(1)
         return self.bias + x @ self.linear + 0.5 * (s.square().sum(1) - sq)
+
+    # -- what the attack core asks of a model (see fmadv.threat.Attackable) ------------
+    def dense_inputs(self, batch: SparseBatch) -> torch.Tensor:
+        return batch.to_dense()
+
+    def class_outputs(self, scores: torch.Tensor) -> torch.Tensor:
+        """[-y_hat, y_hat]: class 1 wins when y_hat > 0."""
+        return torch.stack([-scores, scores], 1)
+
+    def class_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """{-1, +1} labels as class indices {0, 1}."""
+        return (labels > 0).long()
+
+    def exact_attack_scores(
+        self,
+        batch: SparseBatch,
+        rho: torch.Tensor,
+        ball: ThreatModel,
+        lean_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor | None:
+        """Closed-form scores after a sign or L2 step (see :mod:`fmadv.models.fm_attack`)."""
+        return exact_scores(self, batch, rho, ball, lean_dtype)
 
     def l2_penalty(self, batch: SparseBatch, reg_linear: float, reg_factors: float) -> torch.Tensor:
         """Mean over the rows of reg_linear * sum w_i^2 + reg_factors * sum ||V_i||^2.

@@ -4,8 +4,8 @@ For a binary row x the gradient of y_hat with respect to every input j is
 
     g_j = w_j + <V_j, s> - x_j ||V_j||^2,    s = x V,
 
-and an attack step moves coordinate j by alpha * e_j, clipped to [0, 1]: a zero may only
-rise, a one may only fall. The perturbed score y_hat(x + alpha e) needs e V, <w, e> and
+and an attack step moves coordinate j by eps * e_j, clipped to [0, 1]: a zero may only
+rise, a one may only fall. The perturbed score y_hat(x + eps e) needs e V, <w, e> and
 sum_j e_j^2 ||V_j||^2, never a dense (batch x n) x_adv. They are computed tile by tile
 over the features: G = S V_J^T + w_J, a step function of rho * G (rho the sign of the
 loss's slope in y_hat), then A @ [V_J, w_J, q_J]. Tiles treat every coordinate as a zero;
@@ -13,29 +13,27 @@ the few active coordinates (the ones) are corrected afterwards with sparse produ
 backward pass recomputes A per tile, as memory-efficient attention does, so memory stays
 O(batch * k + n * k + batch * tile).
 
-Both steps of the design are covered: the sign step (FGSM, e_j in {-1, 0, 1}) and the L2
-step (e = g / ||g||_2, with the norm over the supported coordinates before clipping).
-APR, which moves the active embeddings instead of the inputs, costs O(m k) per row and
-goes through autograd on the gathered embeddings.
+The path serves a threat model, not an attack class: one steepest-ascent step to the
+edge of an L-inf ball (the sign step, e_j in {-1, 0, 1}) or of an L2 ball (e = g / ||g||_2,
+with the norm over the supported coordinates before clipping), over all or only the
+active features, and the L2 step on the active embeddings (APR), which costs O(m k) per
+row and goes through autograd on the gathered embeddings. Any other threat model has no
+closed form here and the attack core runs it on dense rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from fmadv.attacks.apr import APR
-from fmadv.attacks.base import Attack
-from fmadv.attacks.fgsm import FGSM
-from fmadv.attacks.l2 import L2Step
-from fmadv.errors import ConfigError
-from fmadv.losses import LossFn
-from fmadv.models.fm import FactorizationMachine
+from fmadv.losses import LossFn, loss_direction
 from fmadv.sparse import SparseBatch
+from fmadv.threat import ThreatModel
 
-# Attacks the FM scores exactly without a dense x_adv (the others need dense rows).
-FM_ATTACKS = ("fgsm", "l2", "apr")
+if TYPE_CHECKING:
+    from fmadv.models.fm import FactorizationMachine
 
 # Elements of one (batch x tile) block: 2^22 floats = 16 MiB in float32.
 TILE_ELEMENTS = 1 << 22
@@ -43,14 +41,6 @@ TILE_ELEMENTS = 1 << 22
 # the sign step) when all of them fit in this many elements; otherwise the backward pass
 # recomputes them, one product per tile, and memory stays O(batch * tile).
 CACHE_ELEMENTS = 1 << 26
-
-
-def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
-    """rho = sign(d loss / d y_hat) per row: the side the attack pushes each score to."""
-    scores = scores.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (slope,) = torch.autograd.grad(loss_fn(scores, labels).sum(), scores)
-    return torch.sign(slope)
 
 
 @dataclass
@@ -72,10 +62,7 @@ class _Step:
         return torch.clamp(lean, max=0) * inv_norm
 
 
-def _step_of(attack: Attack, lean_dtype: torch.dtype | None) -> _Step:
-    if isinstance(attack, FGSM | L2Step):
-        return _Step(isinstance(attack, FGSM), attack.support == "all", lean_dtype)
-    raise ConfigError(f"the FM has no exact fast path for {type(attack).__name__}")
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 def _tiles(n: int, batch_rows: int):
@@ -100,7 +87,7 @@ def _tile_leans(factors, linear, signed_s, lean_dtype: torch.dtype | None = None
 
 class _AdversarialScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, bias, linear, factors, batch: SparseBatch, rho, alpha: float, step: _Step):
+    def forward(ctx, bias, linear, factors, batch: SparseBatch, rho, eps: float, step: _Step):
         V, w = factors, linear
         k = V.shape[1]
         n_rows = batch.n_rows
@@ -157,27 +144,27 @@ class _AdversarialScores(torch.autograd.Function):
             scale1 = torch.ones_like(norm2)
         scale2 = scale1.square()
 
-        # Active entries: x_adv = 1 + alpha * e; the tiles counted alpha * e0 there instead.
+        # Active entries: x_adv = 1 + eps * e; the tiles counted eps * e0 there instead.
         e = step.fall(lean_active, scale1[row])
         if step.all_features:
             e0 = step.rise_(lean_as_zero.clone())
             e0_first, e0_second = e0 * scale1[row], e0.square() * scale2[row]
         else:
             e0_first = e0_second = torch.zeros_like(e)
-        c1 = 1 + alpha * (e - e0_first)
-        c2 = (1 + alpha * e).square() - alpha**2 * e0_second
+        c1 = 1 + eps * (e - e0_first)
+        c2 = (1 + eps * e).square() - eps**2 * e0_second
         c1_rows, c1_rows_t = batch.with_values(c1)
         c2_rows, c2_rows_t = batch.with_values(c2)
 
         dense_first = s.new_zeros(n_rows, k + 2)
         dense_first[moving] = first
         sparse_first = c1_rows @ torch.cat([V, w[:, None]], 1)
-        s_adv = sparse_first[:, :k] + alpha * scale1[:, None] * dense_first[:, :k]
-        lin_adv = sparse_first[:, k] + alpha * scale1 * dense_first[:, k]
-        sq_adv = (c2_rows @ q[:, None])[:, 0] + alpha**2 * scale2 * dense_first[:, k + 1]
+        s_adv = sparse_first[:, :k] + eps * scale1[:, None] * dense_first[:, :k]
+        lin_adv = sparse_first[:, k] + eps * scale1 * dense_first[:, k]
+        sq_adv = (c2_rows @ q[:, None])[:, 0] + eps**2 * scale2 * dense_first[:, k + 1]
         scores = bias + lin_adv + 0.5 * (s_adv.square().sum(1) - sq_adv)
 
-        ctx.alpha, ctx.step, ctx.rises = alpha, step, rises
+        ctx.eps, ctx.step, ctx.rises = eps, step, rises
         ctx.c1_rows_t, ctx.c2_rows_t = c1_rows_t, c2_rows_t
         ctx.save_for_backward(factors, linear, signed_s, moving, s_adv, scale1, scale2)
         return scores
@@ -185,7 +172,7 @@ class _AdversarialScores(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_scores):
         V, w, signed_s, moving, s_adv, scale1, scale2 = ctx.saved_tensors
-        alpha, step = ctx.alpha, ctx.step
+        eps, step = ctx.eps, ctx.step
         k = V.shape[1]
         # d y_adv / d V_j = x_adv_j * s_adv - x_adv_j^2 * V_j;  d y_adv / d w_j = x_adv_j.
         upstream = torch.cat([grad_scores[:, None] * s_adv, grad_scores[:, None]], 1)
@@ -197,8 +184,8 @@ class _AdversarialScores(torch.autograd.Function):
             # Tile rows carry the same scales as in forward: [first order | second order].
             tile_up = torch.cat(
                 [
-                    upstream[moving] * (alpha * scale1[moving])[:, None],
-                    (grad_scores * alpha**2 * scale2)[moving, None],
+                    upstream[moving] * (eps * scale1[moving])[:, None],
+                    (grad_scores * eps**2 * scale2)[moving, None],
                 ],
                 1,
             )
@@ -223,52 +210,43 @@ class _AdversarialScores(torch.autograd.Function):
         return grad_scores.sum(), grad_w, grad_V, None, None, None, None
 
 
-def adversarial_scores(
+def exact_scores(
     model: FactorizationMachine,
     batch: SparseBatch,
-    labels: torch.Tensor,
-    loss_fn: LossFn,
-    attack: Attack,
-    clean_scores: torch.Tensor | None = None,
+    rho: torch.Tensor,
+    ball: ThreatModel,
     lean_dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Scores y_hat(x_adv) of the attacked rows, exact, without a dense x_adv.
+) -> torch.Tensor | None:
+    """Scores y_hat(x_adv) after one steepest-ascent step to the edge of ``ball``, exact,
+    without a dense x_adv; None when the FM has no closed form for that step.
 
     Differentiable in the model's parameters with x_adv held fixed (the step function
     of the attack has zero derivative), as autograd on the dense rows gives.
 
     Parameters
     ----------
-    model, batch, labels, loss_fn
-        The FM, binary rows, their labels in {-1, +1}, and the per-row loss the attack
-        ascends.
-    attack
-        :class:`~fmadv.attacks.fgsm.FGSM`, :class:`~fmadv.attacks.l2.L2Step` (exact tiled
-        path over the inputs) or :class:`~fmadv.attacks.apr.APR` (the active embeddings).
-    clean_scores
-        y_hat(x) when the caller has it already (saves one forward pass).
+    model, batch
+        The FM and its rows.
+    rho
+        sign(d loss / d y_hat) per row: the side each score is pushed to (0: the row
+        does not move).
+    ball
+        An L-inf or L2 ball over the binary inputs (all or active features), or an L2
+        ball over the active embeddings (APR).
     lean_dtype
         ``torch.bfloat16`` runs the tiles' mask product in bf16 (tensor cores on a GPU):
         a few coordinates near the sign boundary may then move the other way, and the
         score returned is the exact score of that slightly different box perturbation.
     """
-    if not batch.is_binary:
-        raise ConfigError(
-            "the FM's exact attack needs binary rows; use attack.perturb on dense rows"
-        )
-    if clean_scores is None:
-        with torch.no_grad():
-            clean_scores = model(batch)
-    rho = loss_direction(clean_scores, labels, loss_fn).to(model.factors.dtype)
-    if isinstance(attack, APR):
-        return _apr_scores(model, batch, rho, float(attack.alpha))
-    step = _step_of(attack, lean_dtype)
+    rho = rho.to(model.factors.dtype)
+    if ball.space == "embeddings":
+        return _apr_scores(model, batch, rho, float(ball.eps)) if ball.norm == "l2" else None
+    if ball.norm not in ("linf", "l2") or not batch.is_binary:
+        return None
+    step = _Step(ball.norm == "linf", ball.support == "all", lean_dtype)
     return _AdversarialScores.apply(
-        model.bias, model.linear, model.factors, batch, rho, float(attack.alpha), step
+        model.bias, model.linear, model.factors, batch, rho, float(ball.eps), step
     )
-
-
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 @torch.no_grad()
@@ -306,7 +284,7 @@ def _apr_scores(
     cols, row = batch.columns, batch.row_of_entry
     embedded = model.factors[cols]  # (nnz, k), differentiable
     with torch.no_grad():
-        s = torch.zeros(batch.n_rows, model.k, dtype=embedded.dtype, device=embedded.device)
+        s = torch.zeros(batch.n_rows, model.n_factors, dtype=embedded.dtype, device=embedded.device)
         s.index_add_(0, row, embedded)
         direction = rho[row, None] * (s[row] - embedded)
         norms = torch.zeros_like(rho).index_add_(0, row, direction.square().sum(1))
@@ -316,33 +294,3 @@ def _apr_scores(
     sq_adv = torch.zeros_like(rho).index_add(0, row, moved.square().sum(1))
     linear = torch.zeros_like(rho).index_add(0, row, model.linear[cols])
     return model.bias + linear + 0.5 * (s_adv.square().sum(1) - sq_adv)
-
-
-def dense_perturbation(
-    model: FactorizationMachine,
-    batch: SparseBatch,
-    labels: torch.Tensor,
-    loss_fn: LossFn,
-    attack: Attack,
-) -> torch.Tensor:
-    """x_adv as a dense (batch x n) tensor, from the same tile rules as the fast path.
-
-    For tests and small inspections only: it is exactly what the fast path never builds.
-    """
-    step = _step_of(attack, None)
-    V, w = model.factors.detach(), model.linear.detach()
-    with torch.no_grad():
-        rho = loss_direction(model(batch), labels, loss_fn).to(V.dtype)
-        s = batch.rows @ V
-        gradient = torch.addmm(w, s, V.T) - batch.to_dense() * V.square().sum(1)
-        lean = rho[:, None] * gradient
-        x = batch.to_dense()
-        active = x != 0
-        if not step.all_features:
-            lean = lean * active
-        if step.sign:
-            move = torch.where(active, -(lean < 0).to(V.dtype), (lean > 0).to(V.dtype))
-        else:
-            inv_norm = lean.square().sum(1).clamp_min(torch.finfo(V.dtype).tiny).rsqrt()[:, None]
-            move = torch.where(active, lean.clamp(max=0), lean.clamp(min=0)) * inv_norm
-        return x + attack.alpha * move

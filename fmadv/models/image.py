@@ -32,11 +32,12 @@ import torch
 from torch import nn
 
 from fmadv.errors import ConfigError
+from fmadv.threat import Attackable
 
 __all__ = ["IMAGE_MODELS", "ImageModel", "LeNet", "MLP", "make_image_model"]
 
 
-class ImageModel(nn.Module):
+class ImageModel(Attackable, nn.Module):
     """Base class: a stack of blocks with a movable representation split.
 
     Subclasses fill :attr:`layers` (one ``nn.Sequential`` per block) and set

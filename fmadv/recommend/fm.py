@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 from fmadv.errors import ConfigError
-from fmadv.models.classifier import FMClassifier
+from fmadv.estimators.fm import FMClassifier
 from fmadv.recommend.base import Recommender
 from fmadv.recommend.interactions import Interactions
 from fmadv.sparse import SparseBatch
 
 
 class FMRecommender(Recommender):
-    """Top-k recommendation from a fitted :class:`~fmadv.models.classifier.FMClassifier`.
+    """Top-k recommendation from a fitted :class:`~fmadv.estimators.fm.FMClassifier`.
 
     ``fit`` does not train the FM: it checks that the model and the interactions share
     one feature space and precomputes each user's and item's part of the score.

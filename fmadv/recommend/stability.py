@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from fmadv.attacks.base import Attack
+from fmadv.attacks.core import adversarial_scores
 from fmadv.losses import logistic
-from fmadv.models.fm_attack import adversarial_scores
 from fmadv.recommend.base import Recommender
 from fmadv.recommend.fm import FMRecommender
 from fmadv.sparse import SparseBatch
@@ -34,7 +34,7 @@ class AttackedFMRecommender(Recommender):
     def __init__(self, base: FMRecommender, attack: Attack):
         self.base = base
         self.attack = attack
-        self.name = f"{base.name} under {attack.name} alpha={attack.alpha}"
+        self.name = f"{base.name} under {attack.name} eps={attack.eps}"
 
     def _fit(self, interactions) -> None:
         self.base._check_fitted()
@@ -60,7 +60,7 @@ class AttackedFMRecommender(Recommender):
             batch = SparseBatch(rows, fm.bias.device)
             clean = fm(batch)
             labels = torch.where(clean >= 0, 1.0, -1.0).to(clean.dtype)
-            scores.append(adversarial_scores(fm, batch, labels, logistic, self.attack, clean))
+            scores.append(adversarial_scores(fm, batch, labels, logistic, self.attack, clean=clean))
         return torch.cat(scores).reshape(len(users), len(items))
 
 

@@ -1,14 +1,14 @@
 """Training checkpoints: everything a killed run needs to continue as if never stopped.
 
-The model, the optimizer's state, the best weights so far, the batch-order generator,
-the state of hooks and objectives that draw random numbers, and the history. Tensors go
-to safetensors, the rest to the JSON header; the file is written atomically and loading
-unpickles nothing.
+The model, the optimizer's state, the batch-order generator, the state of hooks and
+objectives that draw random numbers, and the run's progress: history, counters and the
+callbacks' state (the best weights so far, for one). Tensors go to safetensors, the rest
+to the JSON header; the file is written atomically and loading unpickles nothing.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,28 +44,41 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: di
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _stateful(objects) -> list:
-    return [o for o in objects if hasattr(o, "state_dict") and hasattr(o, "load_state_dict")]
+def has_state(obj: object) -> bool:
+    """Whether ``obj`` has state to save and restore (``state_dict``/``load_state_dict``)."""
+    return hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")
+
+
+# Tensor names under these prefixes hold the model, the optimizer and the components;
+# any other tensor belongs to ``progress``.
+_OWN_PREFIXES = ("model.", "optimizer.", "hook.")
 
 
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    progress: dict,
-    best_state: dict | None,
+    components: Sequence[object],
     rng_state: dict,
-    stateful: list,
+    progress: dict[str, Any],
 ) -> None:
-    """Write a checkpoint: ``progress`` is JSON-safe (epoch, step, history, best)."""
+    """Write a checkpoint. ``components`` are the objects whose state goes with the model
+    (the objective and hooks); ``progress`` maps names to JSON-safe values (epoch, step,
+    history) or tensors (best weights so far)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    if best_state is not None:
-        tensors.update({f"best.{k}": v for k, v in best_state.items()})
     optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer)
     tensors.update(optimizer_tensors)
-    for index, obj in enumerate(_stateful(stateful)):
+    for index, obj in enumerate(filter(has_state, components)):
         tensors.update({f"hook.{index}.{k}": v for k, v in obj.state_dict().items()})
-    metadata = {"progress": progress, "optimizer": optimizer_meta, "rng": rng_state}
+    progress_tensors = {k: v for k, v in progress.items() if torch.is_tensor(v)}
+    if any(name.startswith(_OWN_PREFIXES) for name in progress_tensors):
+        raise ValueError(f"progress tensor names must not start with {_OWN_PREFIXES}")
+    tensors.update(progress_tensors)
+    metadata = {
+        "progress": {k: v for k, v in progress.items() if k not in progress_tensors},
+        "optimizer": optimizer_meta,
+        "rng": rng_state,
+    }
     save_tensors(path, tensors, metadata, kind=CHECKPOINT_FORMAT)
 
 
@@ -73,19 +86,19 @@ def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    stateful: list,
-) -> tuple[dict, dict | None, dict]:
-    """Restore model, optimizer and hooks in place; returns (progress, best_state, rng)."""
+    components: Sequence[object],
+) -> tuple[dict[str, Any], dict]:
+    """Restore model, optimizer and components in place; returns (progress, rng state)."""
     tensors, header = load_tensors(path, kind=CHECKPOINT_FORMAT)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
         _restore_optimizer(optimizer, tensors, header["optimizer"])
-        for index, obj in enumerate(_stateful(stateful)):
+        for index, obj in enumerate(filter(has_state, components)):
             prefix = f"hook.{index}."
             obj.load_state_dict(
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             )
-        return header["progress"], copy.deepcopy(best), header["rng"]
+        progress_tensors = {k: v for k, v in tensors.items() if not k.startswith(_OWN_PREFIXES)}
+        return {**header["progress"], **progress_tensors}, header["rng"]
     except (KeyError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path}: checkpoint does not fit this model or run ({err})") from None

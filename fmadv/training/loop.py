@@ -1,20 +1,20 @@
-"""One fit loop for the factorization machine.
+"""One fit loop for every model: the factorization machine and the image classifiers.
 
-The loop owns batching, the optimizer, validation, early stopping and logging. What a
+The loop owns the optimizer, the seeded batch order, distribution and validation. What a
 step minimises is an :class:`Objective` (clean loss here; adversarial objectives plug in
 the same way), and what happens between ``backward`` and ``optimizer.step`` is a list of
-:class:`StepHook` (gradient noise, for one).
+:class:`StepHook` (gradient noise, for one). Logging, progress, early stopping and
+checkpoints are callbacks (:mod:`fmadv.training.callbacks`).
+
+:func:`fit_fm` and :func:`fit` put the factorization machine on the loop.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,15 @@ from fmadv.losses import LossFn, get_loss
 from fmadv.metrics.classification import classification_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
-from fmadv.training.checkpoint import load_checkpoint, save_checkpoint
+from fmadv.training.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    History,
+    JsonlLog,
+    Progress,
+    TrainState,
+)
 from fmadv.training.device import resolve_device
 from fmadv.training.distributed import Distributed
 
@@ -76,33 +84,25 @@ class TrainConfig:
 
 
 class Objective(Protocol):
-    """What one training step minimises: a scalar from the model, a batch and its labels."""
+    """What one training step minimises: a scalar from the model, a batch of inputs (a
+    :class:`~fmadv.sparse.SparseBatch` for the FM, a tensor for images) and its labels."""
 
     def __call__(
-        self, model: FactorizationMachine, batch: SparseBatch, labels: torch.Tensor, loss_fn: LossFn
+        self, model: nn.Module, inputs: Any, labels: torch.Tensor, loss_fn: LossFn
     ) -> torch.Tensor: ...
 
 
 def clean_objective(
-    model: FactorizationMachine, batch: SparseBatch, labels: torch.Tensor, loss_fn: LossFn
+    model: nn.Module, inputs: Any, labels: torch.Tensor, loss_fn: LossFn
 ) -> torch.Tensor:
     """The plain empirical risk: mean loss on the unperturbed rows."""
-    return loss_fn(model(batch), labels).mean()
+    return loss_fn(model(inputs), labels).mean()
 
 
 class StepHook(Protocol):
     """Called after ``backward`` and before ``optimizer.step``; ``step`` counts from 0."""
 
-    def __call__(self, model: FactorizationMachine, step: int) -> None: ...
-
-
-@dataclass
-class History:
-    """Per-epoch records of a run, the best epoch and its monitored value."""
-
-    records: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_value: float | None = None
+    def __call__(self, model: nn.Module, step: int) -> None: ...
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -148,13 +148,120 @@ def predict_scores(
 
 BatchSource = Callable[[np.random.Generator, torch.device], Iterable[tuple[Any, torch.Tensor]]]
 Penalty = Callable[[nn.Module, Any], torch.Tensor]
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What each batch's optimizer step minimises, and what runs before it is taken."""
+
+    objective: Objective
+    loss_fn: LossFn
+    penalty: Penalty | None = None
+    hooks: Sequence[StepHook] = ()
+
+    def backward(self, model: nn.Module, inputs: Any, labels: torch.Tensor, n_global: int) -> float:
+        """Back-propagate this process's part of the global batch's mean loss; returns
+        the sum of its rows' losses (without the penalty), for the epoch's train loss."""
+        if not len(labels):
+            return 0.0
+        loss = self.objective(model, inputs, labels, self.loss_fn)
+        extra = self.penalty(model, inputs) if self.penalty is not None else 0.0
+        # Each process's mean, weighted by its share: the sum over processes is the mean
+        # over the global batch.
+        ((loss + extra) * (len(labels) / n_global)).backward()
+        return loss.item() * len(labels)
+
+
+def train_epoch(
+    state: TrainState,
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    update: Update,
+    callbacks: Sequence[Callback] = (),
+) -> float:
+    """One optimizer step per global batch: shard, backward, sum the gradients across
+    processes, run the hooks, step, tell the callbacks. Returns the epoch's mean train
+    loss over all processes' rows."""
+    model, group = state.model, state.group
+    model.train()
+    total, rows_done = 0.0, 0
+    for inputs, labels in batches:
+        n_global = len(labels)
+        inputs, labels = group.shard(inputs, labels)
+        state.optimizer.zero_grad(set_to_none=True)
+        local_total = update.backward(model, inputs, labels, n_global)
+        group.sum_gradients(model)
+        for hook in update.hooks:
+            hook(model, state.step)
+        state.optimizer.step()
+        state.step += 1
+        total += group.sum(local_total)
+        rows_done += n_global
+        for callback in callbacks:
+            callback.on_batch_end(state, rows_done)
+    return total / max(rows_done, 1)
+
+
+def validation_record(model: nn.Module, evaluate: Evaluate) -> dict[str, float]:
+    """``evaluate(model)`` in eval mode without gradients, its names prefixed ``valid_``."""
+    model.eval()
+    with torch.no_grad():
+        report = evaluate(model)
+    return {f"valid_{name}": value for name, value in report.items()}
+
+
+def start_state(model: nn.Module, config: TrainConfig) -> TrainState:
+    """A fresh run: the model on the configured device, its optimizer, the seeded batch
+    order, and this process's place in the ``torchrun`` group if there is one."""
+    device = resolve_device(config.device)
+    model.to(device)
+    group = Distributed.from_environment(device)
+    rng = np.random.default_rng(config.seed)
+    return TrainState(model, make_optimizer(model, config), rng, group, device)
+
+
+def run_epoch(
+    state: TrainState,
+    batches: BatchSource,
+    update: Update,
+    evaluate: Evaluate | None,
+    callbacks: Sequence[Callback],
+) -> dict[str, Any]:
+    """Train one epoch and validate: the epoch's record (train loss, validation metrics,
+    seconds taken)."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {"epoch": state.epoch + 1}
+    epoch_batches = batches(state.rng, state.device)
+    record["train_loss"] = train_epoch(state, epoch_batches, update, callbacks)
+    if evaluate is not None:
+        record.update(validation_record(state.model, evaluate))
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+def standard_callbacks(
+    config: TrainConfig,
+    n_rows: int,
+    evaluate: Evaluate | None,
+    log_path: str | Path | None,
+    on_step: Callable[[int, int], None] | None,
+    on_epoch: Callable[[dict], None] | None,
+) -> list[Callback]:
+    """The callbacks that :func:`fit_loop`'s own arguments ask for, in the order they run."""
+    run: list[Callback] = []
+    if log_path is not None:
+        run.append(JsonlLog(log_path))
+    run.append(Progress(n_rows, on_step, on_epoch))
+    if evaluate is not None:
+        run.append(EarlyStopping(config.monitor, config.patience, MONITORS[config.monitor]))
+    return run
 
 
 def fit_loop(
     model: nn.Module,
     batches: BatchSource,
     n_rows: int,
-    evaluate: Callable[[nn.Module], dict[str, float]] | None,
+    evaluate: Evaluate | None,
     config: TrainConfig,
     objective: Objective = clean_objective,
     hooks: Sequence[StepHook] = (),
@@ -164,6 +271,7 @@ def fit_loop(
     on_epoch: Callable[[dict], None] | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> History:
     """The training loop every model shares: the FM and the image classifiers.
 
@@ -193,98 +301,35 @@ def fit_loop(
         File that receives the whole training state after every epoch (written by the
         first process only, atomically); with ``resume`` an existing one is loaded and
         the run continues after its last epoch, as if it had never stopped.
+    callbacks
+        Further :class:`~fmadv.training.callbacks.Callback` objects, called after the
+        log, progress and early stopping, and saved by the checkpoint if they have state.
 
     Under ``torchrun`` each process trains on its shard of every global batch and the
     gradients are summed across processes (see :mod:`fmadv.training.distributed`).
     """
     config.validate()
-    device = resolve_device(config.device)
-    model.to(device)
-    group = Distributed.from_environment(device)
-    loss_fn = get_loss(config.loss)
-    optimizer = make_optimizer(model, config)
-    rng = np.random.default_rng(config.seed)
-    larger_is_better = MONITORS[config.monitor]
-    stateful = [*hooks, objective]
-    history = History()
-    best_state = None
-    epochs_without_gain, step, first_epoch, stopped = 0, 0, 1, False
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        progress, best_state, rng_state = load_checkpoint(checkpoint, model, optimizer, stateful)
-        rng.bit_generator.state = rng_state
-        history = History(progress["history"], progress["best_epoch"], progress["best_value"])
-        epochs_without_gain, step = progress["epochs_without_gain"], progress["step"]
-        first_epoch, stopped = progress["epoch"] + 1, progress["stopped"]
-    write_log = log_path is not None and group.is_main
-    if write_log:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    mode = "a" if first_epoch > 1 else "w"
-    with open(log_path, mode, encoding="utf-8") if write_log else contextlib.nullcontext() as log:
-        for epoch in range(first_epoch, config.epochs + 1):
-            if stopped:
-                break
-            started = time.perf_counter()
-            model.train()
-            total, rows_done = 0.0, 0
-            for inputs, labels in batches(rng, device):
-                global_rows = len(labels)
-                inputs, labels = group.shard(inputs, labels)
-                optimizer.zero_grad(set_to_none=True)
-                if len(labels):
-                    loss = objective(model, inputs, labels, loss_fn)
-                    extra = penalty(model, inputs) if penalty is not None else 0.0
-                    # Each process's mean, weighted by its share: the sum over processes
-                    # is the mean over the global batch.
-                    ((loss + extra) * (len(labels) / global_rows)).backward()
-                    local_total = loss.item() * len(labels)
-                else:
-                    local_total = 0.0
-                group.sum_gradients(model)
-                for hook in hooks:
-                    hook(model, step)
-                optimizer.step()
-                step += 1
-                total += group.sum(local_total)
-                rows_done += global_rows
-                if on_step is not None:
-                    on_step(rows_done, n_rows)
-            record = {"epoch": epoch, "train_loss": total / max(rows_done, 1)}
-            if evaluate is not None:
-                model.eval()
-                with torch.no_grad():
-                    report = evaluate(model)
-                record.update({f"valid_{name}": value for name, value in report.items()})
-            record["seconds"] = time.perf_counter() - started
-            history.records.append(record)
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if on_epoch is not None:
-                on_epoch(record)
-            if evaluate is not None:
-                value = record[f"valid_{config.monitor}"]
-                best = history.best_value
-                if best is None or (value > best if larger_is_better else value < best):
-                    history.best_epoch, history.best_value = epoch, value
-                    best_state = copy.deepcopy(model.state_dict())
-                    epochs_without_gain = 0
-                else:
-                    epochs_without_gain += 1
-                    stopped = bool(config.patience) and epochs_without_gain >= config.patience
-            if checkpoint is not None and group.is_main:
-                progress = {
-                    "epoch": epoch, "step": step, "history": history.records,
-                    "best_epoch": history.best_epoch, "best_value": history.best_value,
-                    "epochs_without_gain": epochs_without_gain, "stopped": stopped,
-                }  # fmt: skip
-                save_checkpoint(
-                    checkpoint, model, optimizer, progress, best_state,
-                    rng.bit_generator.state, stateful,
-                )  # fmt: skip
-            group.barrier()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    state = start_state(model, config)
+    update = Update(objective, get_loss(config.loss), penalty, hooks)
+    run = [*standard_callbacks(config, n_rows, evaluate, log_path, on_step, on_epoch), *callbacks]
+    if checkpoint is not None:
+        saver = Checkpoint(checkpoint, [*hooks, objective], run)
+        if resume:
+            saver.restore(state)
+        run.append(saver)  # last, so that it saves what the others did to the epoch
+    for callback in run:
+        callback.on_train_begin(state)
+    while state.epoch < config.epochs and not state.stopped:
+        record = run_epoch(state, batches, update, evaluate, run)
+        state.epoch += 1
+        state.history.records.append(record)
+        for callback in run:
+            # No short cut: the callbacks after one that asks to stop still see the epoch.
+            state.stopped = bool(callback.on_epoch_end(state, record)) or state.stopped
+        state.group.barrier()  # the checkpoint is on disk before any process goes on
+    for callback in run:
+        callback.on_train_end(state)
+    return state.history
 
 
 def fit_fm(
@@ -300,6 +345,7 @@ def fit_fm(
     on_epoch: Callable[[dict], None] | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> History:
     """:func:`fit_loop` for a factorization machine fed by any source of CSR batches.
 
@@ -316,23 +362,15 @@ def fit_fm(
 
     return fit_loop(
         model, batches, n_rows, evaluate if valid is not None else None, config,
-        objective, hooks, penalty, log_path, on_step, on_epoch, checkpoint, resume,
+        objective, hooks, penalty, log_path, on_step, on_epoch, checkpoint, resume, callbacks,
     )  # fmt: skip
 
 
-def fit(
-    model: FactorizationMachine,
-    train: tuple[sp.csr_matrix, np.ndarray],
-    valid: tuple[sp.csr_matrix, np.ndarray] | None = None,
-    config: TrainConfig | None = None,
-    **options: Any,
-) -> History:
-    """Train a factorization machine on in-memory CSR rows and labels in {-1, +1};
-    ``options`` are those of :func:`fit_fm` (objective, hooks, logging, checkpoints)."""
-    config = config or TrainConfig()
-    X, y = train
+def shuffled_batches(X: sp.csr_matrix, y: np.ndarray, batch_size: int) -> BatchSource:
+    """The batch source of in-memory CSR rows: each epoch in an order drawn from the
+    loop's seeded generator."""
 
     def batches(rng: np.random.Generator, device: torch.device):
-        return iterate_batches(X, y, config.batch_size, device, rng.permutation(X.shape[0]))
+        return iterate_batches(X, y, batch_size, device, rng.permutation(X.shape[0]))
 
-    return fit_fm(model, batches, X.shape[0], valid, config, **options)
+    return batches

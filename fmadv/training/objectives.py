@@ -21,35 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmadv.attacks.base import Attack, Bounds
+from fmadv.attacks.base import Attack, make_attack
+from fmadv.attacks.core import attacked_forward, perturb_dense
 from fmadv.errors import ConfigError
 from fmadv.losses import LossFn
-from fmadv.models.fm_attack import adversarial_scores
-from fmadv.sparse import SparseBatch
+from fmadv.models.fm_attack import PRECISIONS
+from fmadv.threat import UNBOUNDED, UNIT_BOX, Bounds, unit_rows
+from fmadv.training.loop import Objective, clean_objective
 from fmadv.training.seeded import SeededGenerator
-
-UNBOUNDED: Bounds = (-math.inf, math.inf)
-
-
-def perturb_inputs(
-    attack: Attack,
-    model: nn.Module,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
-    loss_fn: LossFn,
-    bounds: Bounds,
-    head=None,
-) -> torch.Tensor:
-    """``attack.perturb`` against ``model`` (or ``head``, the part after a split) with the
-    model's loss and softmax outputs: the one place an image model is attacked."""
-    forward = head if head is not None else model
-    return attack.perturb(
-        inputs,
-        lambda x: loss_fn(forward(x), labels),
-        bounds,
-        outputs_fn=lambda x: forward(x).softmax(1),
-        labels=labels,
-    )
 
 
 def _check_weights(beta: float, clean_weight: float) -> None:
@@ -74,7 +53,7 @@ class AdversarialObjective:
     clean_weight
         Weight of the clean term (Goodfellow et al.'s a; 1 in the FM blog).
     bounds
-        Input box of dense inputs (the FM's sparse rows always live in [0, 1]).
+        Input box of dense inputs (the FM's binary rows live in [0, 1]).
     lean_dtype
         Type of the FM attack's mask product (``torch.bfloat16`` or None for float32).
     """
@@ -83,7 +62,7 @@ class AdversarialObjective:
     beta: float = 0.5
     adversarial_only: bool = False
     clean_weight: float = 1.0
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds = UNIT_BOX
     lean_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
@@ -92,19 +71,73 @@ class AdversarialObjective:
     def __call__(
         self, model: nn.Module, inputs, labels: torch.Tensor, loss_fn: LossFn
     ) -> torch.Tensor:
-        if isinstance(inputs, SparseBatch):
-            scores = model(inputs)
-            adv = adversarial_scores(
-                model, inputs, labels, loss_fn, self.attack, scores.detach(), self.lean_dtype
-            )
-        else:
-            x_adv = perturb_inputs(self.attack, model, inputs, labels, loss_fn, self.bounds)
-            adv = model(x_adv)
-            scores = None if self.adversarial_only else model(inputs)
+        adv, scores = attacked_forward(
+            model, inputs, labels, loss_fn, self.attack, bounds=self.bounds,
+            keep_clean=not self.adversarial_only, lean_dtype=self.lean_dtype,
+        )  # fmt: skip
         adversarial = loss_fn(adv, labels).mean()
         if self.adversarial_only:
             return adversarial
         return self.clean_weight * loss_fn(scores, labels).mean() + self.beta * adversarial
+
+
+@dataclass
+class AdversarialConfig:
+    """What adversarial training adds to a model's training: how x_adv is made and how
+    much it weighs. The defaults train a plain model (beta = 0).
+
+    Parameters
+    ----------
+    beta
+        Weight of the adversarial loss: loss(x) + beta * loss(x_adv); 0: plain training.
+    eps
+        Budget of the attack (FGSM: the L-inf radius).
+    attack
+        A registered attack name (see :data:`fmadv.attacks.ATTACKS`).
+    support
+        ``"all"``: every feature may move; ``"active"``: only the row's active ones.
+    adversarial_only
+        Train on loss(x_adv) alone (learning with an adversary).
+    attack_precision
+        ``"float32"`` or ``"bfloat16"``: the type of the FM's attack mask product.
+    """
+
+    beta: float = 0.0
+    eps: float = 0.003
+    attack: str = "fgsm"
+    support: str = "all"
+    adversarial_only: bool = False
+    attack_precision: str = "float32"
+
+    @property
+    def is_plain(self) -> bool:
+        return self.beta == 0 and not self.adversarial_only
+
+    def make_attack(self, eps: float | None = None, support: str | None = None) -> Attack:
+        """The attack, optionally at another budget or support."""
+        return make_attack(self.attack, self.eps if eps is None else eps, support or self.support)
+
+    def objective(self, bounds: Bounds = UNIT_BOX) -> Objective:
+        """The clean objective, or :class:`AdversarialObjective`; every option is checked
+        either way, so that a bad one fails before any data is read."""
+        if self.attack_precision not in PRECISIONS:
+            raise ConfigError(
+                f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
+            )
+        adversarial = AdversarialObjective(
+            self.make_attack(), self.beta, self.adversarial_only, bounds=bounds,
+            lean_dtype=PRECISIONS[self.attack_precision],
+        )  # fmt: skip
+        return clean_objective if self.is_plain else adversarial
+
+    def describe(self) -> str:
+        """plain, adversarial or adversarial-only, with the attack's settings."""
+        if self.is_plain:
+            return "plain"
+        settings = f"{self.attack}, eps={self.eps}, {self.support}"
+        if self.adversarial_only:
+            return f"adversarial-only ({settings})"
+        return f"adversarial ({self.attack}, beta={self.beta}, eps={self.eps}, {self.support})"
 
 
 @dataclass
@@ -142,18 +175,11 @@ class RepresentationAdversarialObjective:
         def head(h: torch.Tensor) -> torch.Tensor:
             return model.back(h, self.split)
 
-        moved = perturb_inputs(
-            self.attack, model, hidden.detach(), labels, loss_fn, UNBOUNDED, head
-        )
+        moved = perturb_dense(self.attack, head, hidden.detach(), labels, loss_fn, UNBOUNDED)
         adversarial = loss_fn(head(hidden + (moved - hidden.detach())), labels).mean()
         if self.adversarial_only:
             return adversarial
         return self.clean_weight * loss_fn(head(hidden), labels).mean() + self.beta * adversarial
-
-
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    norms = x.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return x / norms.view(-1, *([1] * (x.dim() - 1)))
 
 
 def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -213,15 +239,14 @@ class VirtualAdversarialObjective:
         if labelled.any():
             supervised = loss_fn(logits[labelled], labels[labelled]).mean()
         target = logits.detach().log_softmax(1)
-        direction = _unit_rows(
-            torch.randn(
-                inputs.shape, generator=self._random.on(inputs.device), device=inputs.device
-            )
+        noise = torch.randn(
+            inputs.shape, generator=self._random.on(inputs.device), device=inputs.device
         )
+        direction = unit_rows(noise, 1e-12)
         for _ in range(self.iterations):
             probe = (self.xi * direction).requires_grad_(True)
             divergence = _kl_rows(target, model(inputs + probe).log_softmax(1)).sum()
             (gradient,) = torch.autograd.grad(divergence, probe)
-            direction = _unit_rows(gradient.detach())
+            direction = unit_rows(gradient.detach(), 1e-12)
         smoothness = _kl_rows(target, model(inputs + self.eps * direction).log_softmax(1)).mean()
         return supervised + self.weight * smoothness

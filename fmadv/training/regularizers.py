@@ -27,7 +27,7 @@ class GradientNoise:
     Parameters
     ----------
     eta
-        Noise variance at step 0, >= 0.
+        Noise variance at step 0, >= 0; 0 adds nothing.
     gamma
         Decay exponent of the variance.
     rows
@@ -36,7 +36,7 @@ class GradientNoise:
         Seed of the noise generator (same seed, same noise).
     """
 
-    eta: float
+    eta: float = 0.0
     gamma: float = 0.55
     rows: str = "touched"
     seed: int = 0

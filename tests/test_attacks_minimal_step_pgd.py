@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmadv.attacks import FGSM, PGD, L2Step, MinimalStep, make_attack
+from fmadv.attacks import FGSM, PGD, L2Step, MinimalStep, Target, make_attack
 from fmadv.errors import ConfigError
 from tests.test_attacks_contract import random_mlp
 
@@ -65,7 +65,7 @@ def no_loss(rows: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("norm", ["l2", "linf", "l1"])
 def test_minimal_step_is_the_closed_form(norm):
     x, logits, labels, weight = linear_problem()
-    r = MinimalStep(norm=norm).minimal_step(x, logits, labels)
+    r = MinimalStep(norm=norm).minimal_step(x, Target(no_loss, logits, labels))
     expected = closed_form(x, logits, labels, weight, norm)
     torch.testing.assert_close(r, expected, rtol=1e-10, atol=1e-12)
     # Each lands on a boundary: after the step some other class ties the true one.
@@ -86,8 +86,8 @@ def test_budget_equal_to_the_distance_lands_on_the_boundary(norm):
         distance = float(torch.linalg.vector_norm(expected[i], ord=order))
         if norm == "linf" and distance > 1:
             continue  # an L-inf budget lives in [0, 1]
-        attack = MinimalStep(alpha=distance, norm=norm)
-        x_adv = attack.perturb(x, no_loss, WIDE, outputs_fn=logits, labels=labels)
+        attack = MinimalStep(eps=distance, norm=norm)
+        x_adv = attack.perturb(x, Target(no_loss, logits, labels), WIDE)
         torch.testing.assert_close(x_adv[i] - x[i], expected[i], rtol=1e-9, atol=1e-12)
         top2 = logits(x_adv[i : i + 1])[0].topk(2).values
         torch.testing.assert_close(top2[0], top2[1], rtol=0, atol=1e-10)
@@ -97,9 +97,7 @@ def test_budget_equal_to_the_distance_lands_on_the_boundary(norm):
 @pytest.mark.parametrize("norm, order", [("l2", 2), ("linf", float("inf")), ("l1", 1)])
 def test_step_norm_is_the_budget(norm, order):
     x, logits, labels, _ = linear_problem()
-    x_adv = MinimalStep(alpha=0.3, norm=norm).perturb(
-        x, no_loss, WIDE, outputs_fn=logits, labels=labels
-    )
+    x_adv = MinimalStep(eps=0.3, norm=norm).perturb(x, Target(no_loss, logits, labels), WIDE)
     norms = torch.linalg.vector_norm(x_adv - x, ord=order, dim=1)
     torch.testing.assert_close(norms, torch.full_like(norms, 0.3))
 
@@ -107,7 +105,7 @@ def test_step_norm_is_the_budget(norm, order):
 def test_misclassified_rows_move_further_away():
     x, logits, labels, _ = linear_problem()
     wrong = (labels + 1) % 4
-    x_adv = MinimalStep(alpha=0.3).perturb(x, no_loss, WIDE, outputs_fn=logits, labels=wrong)
+    x_adv = MinimalStep(eps=0.3).perturb(x, Target(no_loss, logits, wrong), WIDE)
     margin = logits(x).gather(1, wrong[:, None])[:, 0] - logits(x).amax(1)
     margin_adv = logits(x_adv).gather(1, wrong[:, None])[:, 0] - logits(x_adv).amax(1)
     assert (margin_adv <= margin + 1e-12).all()
@@ -122,12 +120,12 @@ def test_rows_without_a_boundary_stay_and_stay_finite():
         return frozen * logits(x) + (1 - frozen) * logits(rows)
 
     for norm in ("l2", "linf", "l1"):
-        attack = MinimalStep(alpha=0.2, norm=norm)
-        x_adv = attack.perturb(x, no_loss, WIDE, outputs_fn=outputs, labels=labels)
+        attack = MinimalStep(eps=0.2, norm=norm)
+        x_adv = attack.perturb(x, Target(no_loss, outputs, labels), WIDE)
         assert torch.isfinite(x_adv).all()
         assert torch.equal(x_adv[::2], x[::2])
         assert (x_adv[1::2] != x[1::2]).any(1).all()
-        r = attack.minimal_step(x, outputs, labels)
+        r = attack.minimal_step(x, Target(no_loss, outputs, labels))
         assert torch.isfinite(r).all() and (r[::2] == 0).all()
 
 
@@ -141,13 +139,11 @@ def test_batched_alpha_equals_one_image_at_a_time():
     images = torch.rand(24, 1, 6, 6, generator=generator, dtype=torch.float64)
     labels = torch.randint(0, 5, (24,), generator=generator)
     for norm in ("l2", "linf", "l1"):
-        attack = MinimalStep(alpha=0.1, norm=norm)
-        batched = attack.perturb(images, no_loss, outputs_fn=outputs, labels=labels)
+        attack = MinimalStep(eps=0.1, norm=norm)
+        batched = attack.perturb(images, Target(no_loss, outputs, labels))
         single = torch.cat(
             [
-                attack.perturb(
-                    images[i : i + 1], no_loss, outputs_fn=outputs, labels=labels[i : i + 1]
-                )
+                attack.perturb(images[i : i + 1], Target(no_loss, outputs, labels[i : i + 1]))
                 for i in range(len(images))
             ]
         )
@@ -156,25 +152,25 @@ def test_batched_alpha_equals_one_image_at_a_time():
 
 def test_alpha_needs_outputs_and_labels():
     x, logits, labels, _ = linear_problem()
-    attack = MinimalStep(alpha=0.1)
-    with pytest.raises(ConfigError, match="outputs_fn"):
+    attack = MinimalStep(eps=0.1)
+    with pytest.raises(ConfigError, match="outputs"):
         attack.perturb(x, no_loss)
-    with pytest.raises(ConfigError, match="outputs_fn"):
-        attack.perturb(x, no_loss, outputs_fn=logits)
     with pytest.raises(ConfigError, match="labels"):
-        attack.perturb(x, no_loss, outputs_fn=logits, labels=labels[:3])
+        attack.perturb(x, Target(no_loss, logits))
+    with pytest.raises(ConfigError, match="labels"):
+        attack.perturb(x, Target(no_loss, logits, labels[:3]))
     with pytest.raises(ConfigError, match="shape"):
-        attack.perturb(x, no_loss, outputs_fn=lambda r: logits(r)[:, 0], labels=labels)
+        attack.perturb(x, Target(no_loss, lambda r: logits(r)[:, 0], labels))
 
 
 @pytest.mark.parametrize(
     "make",
     [
         lambda: MinimalStep(norm="l3"),
-        lambda: MinimalStep(alpha=-0.1),
-        lambda: MinimalStep(alpha=1.5, norm="linf"),
+        lambda: MinimalStep(eps=-0.1),
+        lambda: MinimalStep(eps=1.5, norm="linf"),
         lambda: PGD(norm="l1"),
-        lambda: PGD(alpha=2.0),
+        lambda: PGD(eps=2.0),
         lambda: PGD(steps=0),
         lambda: PGD(restarts=0),
         lambda: PGD(step_size=-1.0),
@@ -187,10 +183,11 @@ def test_bad_options_raise(make):
 
 
 def test_l2_budgets_may_exceed_one():
-    assert MinimalStep(alpha=1.5).alpha == 1.5
-    assert PGD(alpha=3.0, norm="l2").alpha == 3.0
+    assert MinimalStep(eps=1.5).eps == 1.5
+    assert PGD(eps=3.0, norm="l2").eps == 3.0
     assert isinstance(make_attack("pgd", 0.1), PGD)
-    assert isinstance(make_attack("alpha", 0.1), MinimalStep)
+    assert isinstance(make_attack("minimal-step", 0.1), MinimalStep)
+    assert isinstance(make_attack("alpha", 0.1), MinimalStep)  # the earlier name
 
 
 def mlp_classifier(seed: int = 4, rows: int = 128):

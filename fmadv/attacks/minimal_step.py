@@ -2,7 +2,7 @@
 
 Huang, Xu, Schuurmans and Szepesvari, "Learning with a Strong Adversary" (2015),
 Algorithm 1 ("Adv_Alpha") and Section 3.1.2. Threat model: a perturbation of norm
-exactly ``alpha`` (L2, L-inf or L1, per row over all non-batch dimensions) before the
+exactly ``eps`` (L2, L-inf or L1, per row over all non-batch dimensions) before the
 result is clipped to the box; the attacker knows the model's per-class outputs and the
 true class. The direction is the one that crosses the closest decision boundary of the
 outputs linearised around x, not the one that climbs a loss fastest.
@@ -15,26 +15,19 @@ from dataclasses import dataclass
 
 import torch
 
-from fmadv.attacks.base import (
-    Attack,
-    Bounds,
-    Outputs,
-    RowLoss,
-    check_budget,
-    check_step,
-    check_support,
-    clip_to_box,
-)
+from fmadv.attacks.base import Attack, Outputs, RowLoss, Target, register
 from fmadv.errors import ConfigError
+from fmadv.threat import UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
 
 NORMS = ("l2", "linf", "l1")
 
 
+@register
 @dataclass
 class MinimalStep(Attack):
-    """Huang et al.'s Adv_Alpha: x_adv = clip(x + alpha * r / ||r||, box).
+    """Huang et al.'s Adv_Alpha: x_adv = clip(x + eps * r / ||r||, box).
 
-    With f = ``outputs_fn(x)`` and y the true class, for every class j != y let
+    With f = ``target.outputs(x)`` and y the true class, for every class j != y let
     w_j = grad f_j - grad f_y and c_j = f_y - f_j. The smallest step that makes the
     linearised f_j equal f_y is
 
@@ -43,11 +36,11 @@ class MinimalStep(Attack):
     * L1: r_j = c_j * sign(w_ji) / |w_ji| on the single coordinate i maximising |w_ji|,
 
     of norm c_j / ||w_j||_* (the dual norm). The class with the smallest such norm is
-    kept and its step rescaled to norm ``alpha``.
+    kept and its step rescaled to norm ``eps``.
 
     Parameters
     ----------
-    alpha
+    eps
         Norm of the perturbation before clipping. In [0, 1] for ``norm="linf"`` (the
         inputs live in a unit-width box); any number >= 0 for L2 and L1, whose radii
         grow with the input dimension.
@@ -59,10 +52,10 @@ class MinimalStep(Attack):
 
     Notes
     -----
-    ``perturb`` needs ``outputs_fn`` (per-class outputs, batch x classes: softmax
+    ``perturb`` needs a target with ``outputs`` (per-class outputs, batch x classes: softmax
     probabilities for the image models as in the paper, or e.g. ``[-s, s]`` for a
     binary scorer) and ``labels`` (true class indices); ``loss_fn`` is not used.
-    ``outputs_fn`` must treat rows independently (a model in eval mode): the gradients
+    ``outputs`` must treat rows independently (a model in eval mode): the gradients
     of all rows come from one backward pass per class over the whole batch.
 
     A row that the outputs already misclassify has a negative c_j for some j; the
@@ -72,67 +65,51 @@ class MinimalStep(Attack):
     zero gradient for every j (no linearised boundary in reach) does not move.
     """
 
-    alpha: float = 0.003
+    eps: float = 0.003
     support: str = "all"
     norm: str = "l2"
-    name = "alpha"
+    name = "minimal-step"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(
                 f"unknown norm {self.norm!r} for MinimalStep; expected one of {NORMS}"
             )
-        if self.norm == "linf":
-            self.alpha = check_step(self.alpha)
-        else:
-            self.alpha = check_budget(self.alpha)
-        check_support(self.support)
+        self.eps = self.threat.eps  # validates eps for the norm, and the support
 
     def perturb(
-        self,
-        x: torch.Tensor,
-        loss_fn: RowLoss,
-        bounds: Bounds = (0.0, 1.0),
-        *,
-        outputs_fn: Outputs | None = None,
-        labels: torch.Tensor | None = None,
+        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
     ) -> torch.Tensor:
-        """x moved by ``alpha`` towards its nearest linearised boundary, clipped to the box.
+        """x moved by ``eps`` towards its nearest linearised boundary, clipped to the box.
 
         Parameters
         ----------
         x
             Inputs, batch first.
-        loss_fn
-            Ignored: the attack aims at a decision boundary, not up a loss.
+        target
+            A :class:`~fmadv.attacks.base.Target` with ``outputs`` (per-class outputs,
+            shape (batch, classes)) and ``labels`` (true class index of each row); its
+            loss is not used: the attack aims at a decision boundary, not up a loss.
         bounds
             (low, high) of the valid input box, floats or tensors broadcastable to x.
-        outputs_fn
-            ``outputs_fn(x)`` returns per-class outputs, shape (batch, classes).
-        labels
-            True class index of each row, shape (batch,).
 
         Returns
         -------
         torch.Tensor
             The perturbed inputs, shape of x.
         """
-        w, _ = self._nearest_boundary(x, outputs_fn, labels)
-        # Rescaling r_j to norm alpha cancels c_j (Section 3.1.2): only the direction of
+        target = Target.of(target)
+        w, _ = self._nearest_boundary(x, target.outputs, target.labels)
+        # Rescaling r_j to norm eps cancels c_j (Section 3.1.2): only the direction of
         # w_j matters once the class is chosen.
-        return clip_to_box(x.detach() + self.alpha * self._unit(w), bounds)
+        return clip_to_box(x.detach() + self.eps * steepest_ascent(w, self.norm), bounds)
 
-    def minimal_step(
-        self,
-        x: torch.Tensor,
-        outputs_fn: Outputs | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def minimal_step(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The paper's r: the smallest step that ties the linearised f_y with some f_j.
 
         Parameters
         ----------
-        x, outputs_fn, labels
+        x, target
             As in :meth:`perturb`.
 
         Returns
@@ -142,9 +119,10 @@ class MinimalStep(Attack):
             linearised boundary in reach. On misclassified rows it points back towards
             the boundary (c_j < 0).
         """
-        w, gap = self._nearest_boundary(x, outputs_fn, labels)
-        dual = _rows(self._dual_norm(w), w)
-        return torch.where(dual > 0, _rows(gap, w) / dual.clamp_min(_tiny(w)), 0.0) * self._unit(w)
+        w, gap = self._nearest_boundary(x, target.outputs, target.labels)
+        dual = rows_like(self._dual_norm(w), w)
+        step = torch.where(dual > 0, rows_like(gap, w) / dual.clamp_min(_tiny(w)), 0.0)
+        return step * steepest_ascent(w, self.norm)
 
     def _nearest_boundary(
         self, x: torch.Tensor, outputs_fn: Outputs | None, labels: torch.Tensor | None
@@ -152,8 +130,8 @@ class MinimalStep(Attack):
         """(w_j, c_j) of the class j with the smallest signed distance c_j / ||w_j||_*."""
         if outputs_fn is None or labels is None:
             raise ConfigError(
-                "the 'alpha' attack (MinimalStep) linearises per-class outputs: call "
-                "perturb(x, loss_fn, bounds, outputs_fn=..., labels=...) with outputs_fn(x) "
+                "the minimal-step attack linearises per-class outputs: call "
+                "perturb(x, Target(loss, outputs=..., labels=...), bounds) with outputs(x) "
                 "of shape (batch, classes) and the true class indices as labels"
             )
         x = x.detach().requires_grad_(True)
@@ -183,7 +161,7 @@ class MinimalStep(Attack):
                 closer = dist < best_dist
                 best_dist = torch.where(closer, dist, best_dist)
                 best_gap = torch.where(closer, gap, best_gap)
-                best_w = torch.where(_rows(closer, w), w, best_w)
+                best_w = torch.where(rows_like(closer, w), w, best_w)
         return best_w, best_gap
 
     def _dual_norm(self, w: torch.Tensor) -> torch.Tensor:
@@ -195,22 +173,11 @@ class MinimalStep(Attack):
             return flat.abs().sum(1)
         return flat.abs().amax(1)
 
-    def _unit(self, w: torch.Tensor) -> torch.Tensor:
-        """The direction of norm 1 (in the attack's norm) maximising <w, u>; 0 where w = 0."""
-        if self.norm == "l2":
-            return w / _rows(w.flatten(1).norm(dim=1).clamp_min(_tiny(w)), w)
-        if self.norm == "linf":
-            return torch.sign(w)
-        flat = w.flatten(1)
-        top = flat.abs().argmax(1, keepdim=True)
-        unit = torch.zeros_like(flat).scatter_(1, top, torch.sign(flat.gather(1, top)))
-        return unit.view_as(w)
-
 
 def _check_labels(outputs: torch.Tensor, labels: torch.Tensor, n_rows: int) -> torch.Tensor:
     if outputs.dim() != 2 or outputs.shape[0] != n_rows or outputs.shape[1] < 2:
         raise ConfigError(
-            f"outputs_fn must return (batch, classes >= 2) = ({n_rows}, C) outputs, "
+            f"outputs must return (batch, classes >= 2) = ({n_rows}, C) outputs, "
             f"got shape {tuple(outputs.shape)}"
         )
     labels = torch.as_tensor(labels, device=outputs.device).reshape(-1)
@@ -221,11 +188,6 @@ def _check_labels(outputs: torch.Tensor, labels: torch.Tensor, n_rows: int) -> t
     if ((labels < 0) | (labels >= outputs.shape[1])).any():
         raise ConfigError(f"labels must lie in [0, {outputs.shape[1]}) (class indices)")
     return labels
-
-
-def _rows(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-row values shaped to broadcast against a batch-first tensor like ``like``."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _tiny(t: torch.Tensor) -> float:

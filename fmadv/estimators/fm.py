@@ -1,8 +1,7 @@
-"""A scikit-learn style estimator around the factorization machine and its fit loop."""
+"""The factorization machine as a scikit-learn style classifier."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -10,26 +9,27 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fmadv.attacks import Attack, make_attack
-from fmadv.attacks.base import check_step
+from fmadv.attacks import Attack
+from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError, ModelFileError
+from fmadv.estimators.base import Estimator, default
+from fmadv.evaluation.robustness import attacked_scores
 from fmadv.io import load_tensors, save_tensors
 from fmadv.losses import get_loss
-from fmadv.metrics.robustness import attacked_scores, robustness_report
+from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
-from fmadv.models.fm_attack import PRECISIONS
+from fmadv.threat import check_linf_eps
 from fmadv.training.device import resolve_device
 from fmadv.training.loop import (
     History,
     Objective,
     StepHook,
     TrainConfig,
-    clean_objective,
-    fit,
     fit_fm,
     predict_scores,
+    shuffled_batches,
 )
-from fmadv.training.objectives import AdversarialObjective
+from fmadv.training.objectives import AdversarialConfig
 from fmadv.training.regularizers import GradientNoise
 
 
@@ -52,133 +52,98 @@ def check_rows(X: Any, n_features: int | None = None, allow_real_valued: bool = 
 
 
 def check_labels(y: Any, n_rows: int) -> np.ndarray:
-    """Labels as float32 in {-1, +1}; 0 is read as -1; anything else is an error."""
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    """Labels as float32 in {-1, +1} (0 and False read as -1); anything else is an error."""
+    y = np.asarray(y).reshape(-1)
     if len(y) != n_rows:
         raise DataError(f"{len(y)} labels for {n_rows} rows")
-    if not np.all(np.isin(y, (-1.0, 0.0, 1.0))):
-        bad = y[~np.isin(y, (-1.0, 0.0, 1.0))][0]
-        raise DataError(f"label {bad} is not one of -1, +1, 0, 1")
-    return np.where(y > 0, 1.0, -1.0).astype(np.float32)
+    return binary_labels(y)
 
 
-class FMClassifier:
+class FMClassifier(Estimator):
     """Factorization machine classifier for sparse binary rows and labels in {-1, +1}.
 
     ``__init__`` only stores hyperparameters; :meth:`fit` learns ``model_``,
-    ``history_`` and ``n_features_in_``. The fields of :class:`TrainConfig` (epochs,
-    lr, optimizer, loss, regularisation, patience, seed, device) are accepted as
-    keyword arguments too.
+    ``history_`` and ``n_features_in_``. Each default comes from the dataclass of the
+    component it configures: :class:`~fmadv.training.loop.TrainConfig` (the loop),
+    :class:`~fmadv.training.objectives.AdversarialConfig` (adversarial training) and
+    :class:`~fmadv.training.regularizers.GradientNoise`.
 
     Parameters
     ----------
-    k
-        Number of latent factors.
+    n_factors
+        Number of latent factors per feature.
     init_std
         Standard deviation of the initial factors.
     allow_real_valued
         Accept feature values other than 0 and 1.
-    beta
-        Weight of the adversarial loss: the objective is loss(x) + beta * loss(x_adv).
-        0 trains a plain FM.
-    alpha
-        Step of the attack that makes x_adv (the L-inf radius for FGSM).
-    attack
-        ``"fgsm"`` (sign step) or ``"l2"`` (L2-normalised gradient step).
-    support
-        ``"all"``: every feature may move (exact, the default); ``"active"``: only the
-        row's active features, and only down.
-    adversarial_only
-        Train on loss(x_adv) alone (learning with an adversary).
+    loss, optimizer, lr, epochs, batch_size, reg_bias, reg_linear, reg_factors, patience,
+    monitor, momentum, weight_decay, device
+        The fit loop's settings (see :class:`~fmadv.training.loop.TrainConfig`).
+    beta, eps, attack, support, adversarial_only, attack_precision
+        Adversarial training: loss(x) + beta * loss(x_adv), x_adv made by ``attack``
+        with budget ``eps`` over ``support`` (see
+        :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
+        FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
     grad_noise, grad_noise_gamma, grad_noise_rows
         Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
         rows the batch touched (``"touched"``) or on every row (``"all"``).
-    attack_precision
-        ``"float32"`` or ``"bfloat16"``: the type of the attack's mask product during
-        training (bf16 uses tensor cores on a GPU; a tiny share of mask coordinates
-        differ, see :func:`fmadv.models.fm_attack.mask_disagreement`).
     random_state
         Seed of the initialisation and the batch order; same seed, same model on the CPU.
-    **train_options
-        Any field of :class:`TrainConfig` except ``seed``.
     """
+
+    RENAMED = {"k": "n_factors", "alpha": "eps"}
 
     def __init__(
         self,
-        k: int = 16,
+        *,
+        n_factors: int = 16,
         init_std: float = 0.01,
         allow_real_valued: bool = False,
-        beta: float = 0.0,
-        alpha: float = 0.003,
-        attack: str = "fgsm",
-        support: str = "all",
-        adversarial_only: bool = False,
-        grad_noise: float = 0.0,
-        grad_noise_gamma: float = 0.55,
-        grad_noise_rows: str = "touched",
-        attack_precision: str = "float32",
+        loss: str = default(TrainConfig, "loss"),
+        optimizer: str = default(TrainConfig, "optimizer"),
+        lr: float = default(TrainConfig, "lr"),
+        epochs: int = default(TrainConfig, "epochs"),
+        batch_size: int = default(TrainConfig, "batch_size"),
+        reg_bias: float = default(TrainConfig, "reg_bias"),
+        reg_linear: float = default(TrainConfig, "reg_linear"),
+        reg_factors: float = default(TrainConfig, "reg_factors"),
+        patience: int = default(TrainConfig, "patience"),
+        monitor: str = default(TrainConfig, "monitor"),
+        momentum: float = default(TrainConfig, "momentum"),
+        weight_decay: float = default(TrainConfig, "weight_decay"),
+        device: str = default(TrainConfig, "device"),
+        beta: float = default(AdversarialConfig, "beta"),
+        eps: float = default(AdversarialConfig, "eps"),
+        attack: str = default(AdversarialConfig, "attack"),
+        support: str = default(AdversarialConfig, "support"),
+        adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
+        attack_precision: str = default(AdversarialConfig, "attack_precision"),
+        grad_noise: float = default(GradientNoise, "eta"),
+        grad_noise_gamma: float = default(GradientNoise, "gamma"),
+        grad_noise_rows: str = default(GradientNoise, "rows"),
         random_state: int = 0,
-        **train_options: Any,
     ):
-        self.k = k
-        self.init_std = init_std
-        self.allow_real_valued = allow_real_valued
-        self.beta = beta
-        self.alpha = alpha
-        self.attack = attack
-        self.support = support
-        self.adversarial_only = adversarial_only
-        self.grad_noise = grad_noise
-        self.grad_noise_gamma = grad_noise_gamma
-        self.grad_noise_rows = grad_noise_rows
-        self.attack_precision = attack_precision
-        self.random_state = random_state
-        self.train_options = train_options
-
-    # -- scikit-learn conventions -------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        params = {name: getattr(self, name) for name in _INIT_PARAMS}
-        params.update(self.train_options)
-        return params
-
-    def set_params(self, **params: Any) -> FMClassifier:
-        for name, value in params.items():
-            if name in _INIT_PARAMS:
+        for name, value in locals().items():
+            if name not in ("self", "__class__"):
                 setattr(self, name, value)
-            elif name in _TRAIN_FIELDS:
-                self.train_options[name] = value
-            else:
-                raise ConfigError(f"unknown parameter {name!r}")
-        return self
 
+    # -- the components these parameters configure ---------------------------------
     def train_config(self) -> TrainConfig:
-        """The :class:`TrainConfig` these hyperparameters describe."""
-        unknown = set(self.train_options) - _TRAIN_FIELDS
-        if unknown:
-            raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(_TRAIN_FIELDS)}")
-        return TrainConfig(seed=self.random_state, **self.train_options)
+        """The fit loop's :class:`TrainConfig`."""
+        return self.config(TrainConfig, seed=self.random_state)
 
-    def make_attack(self, alpha: float | None = None, support: str | None = None) -> Attack:
-        """The attack these hyperparameters describe, optionally with another alpha/support.
+    def adversarial_config(self) -> AdversarialConfig:
+        return self.config(AdversarialConfig)
 
-        The FM's inputs live in the unit box, so alpha must lie in [0, 1] for every attack.
-        """
-        alpha = check_step(self.alpha if alpha is None else alpha)
-        return make_attack(self.attack, alpha, support or self.support)
+    def make_attack(self, eps: float | None = None, support: str | None = None) -> Attack:
+        """The training attack, optionally at another budget or support."""
+        eps = check_linf_eps(self.eps if eps is None else eps)
+        return self.adversarial_config().make_attack(eps, support)
 
     def objective(self) -> Objective:
         """Clean loss, or the adversarial objective when beta > 0 or adversarial_only."""
-        if self.attack_precision not in PRECISIONS:
-            raise ConfigError(
-                f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
-            )
-        if self.beta == 0 and not self.adversarial_only:
-            AdversarialObjective(self.make_attack(), self.beta)  # validates alpha and support
-            return clean_objective
-        return AdversarialObjective(
-            self.make_attack(), self.beta, self.adversarial_only,
-            lean_dtype=PRECISIONS[self.attack_precision],
-        )  # fmt: skip
+        self.make_attack()  # the FM's budget check, also when training plain
+        return self.adversarial_config().objective()
 
     def hooks(self) -> list[StepHook]:
         """Gradient noise when asked for (validated either way)."""
@@ -187,16 +152,15 @@ class FMClassifier:
         )
         return [noise] if self.grad_noise > 0 else []
 
+    def validate(self) -> None:
+        """Check every hyperparameter, before any data is read."""
+        self.train_config().validate()
+        self.objective()
+        self.hooks()
+
     def describe(self) -> str:
         """A short name of the training method: plain, adversarial, gradient noise."""
-        if self.adversarial_only:
-            kind = f"adversarial-only ({self.attack}, alpha={self.alpha}, {self.support})"
-        elif self.beta > 0:
-            kind = (
-                f"adversarial ({self.attack}, beta={self.beta}, alpha={self.alpha}, {self.support})"
-            )
-        else:
-            kind = "plain"
+        kind = self.adversarial_config().describe()
         if self.grad_noise > 0:
             kind += f" + gradient noise (eta={self.grad_noise}, {self.grad_noise_rows} rows)"
         return kind
@@ -212,32 +176,14 @@ class FMClassifier:
     ) -> FMClassifier:
         """Learn the model from rows X and labels y; ``eval_set`` drives early stopping.
 
-        ``fit_options`` go to :func:`fmadv.training.loop.fit` (objective, hooks, progress
-        callbacks).
+        ``fit_options`` go to :func:`fmadv.training.loop.fit_fm` (progress callbacks,
+        checkpoint, resume, callbacks).
         """
-        config = self.train_config()
-        config.validate()
-        objective, hooks = self.objective(), self.hooks()
+        self.validate()
         X = check_rows(X, allow_real_valued=self.allow_real_valued)
         y = check_labels(y, X.shape[0])
-        valid = None
-        if eval_set is not None:
-            Xv = check_rows(eval_set[0], X.shape[1], self.allow_real_valued)
-            valid = (Xv, check_labels(eval_set[1], Xv.shape[0]))
-        generator = torch.Generator().manual_seed(self.random_state)
-        self.model_ = FactorizationMachine(X.shape[1], self.k, self.init_std, generator)
-        self.n_features_in_ = X.shape[1]
-        self.history_: History = fit(
-            self.model_,
-            (X, y),
-            valid,
-            config,
-            objective=objective,
-            hooks=hooks,
-            log_path=log_path,
-            **fit_options,
-        )
-        return self
+        batches = shuffled_batches(X, y, self.batch_size)
+        return self._fit(batches, X.shape[0], X.shape[1], eval_set, log_path, fit_options)
 
     def fit_stream(
         self,
@@ -248,20 +194,23 @@ class FMClassifier:
     ) -> FMClassifier:
         """Learn from a :class:`~fmadv.data.stream.StreamingLog` that does not fit in
         memory: batches are read, encoded and shuffled chunk by chunk."""
-        config = self.train_config()
-        config.validate()
-        objective, hooks = self.objective(), self.hooks()
-        n_features = log.feature_map.n_features
+        self.validate()
+        batches = log.batch_source(self.batch_size)
+        return self._fit(
+            batches, log.n_rows, log.feature_map.n_features, eval_set, log_path, fit_options
+        )
+
+    def _fit(self, batches, n_rows, n_features, eval_set, log_path, fit_options) -> FMClassifier:
         valid = None
         if eval_set is not None:
             Xv = check_rows(eval_set[0], n_features, self.allow_real_valued)
             valid = (Xv, check_labels(eval_set[1], Xv.shape[0]))
         generator = torch.Generator().manual_seed(self.random_state)
-        self.model_ = FactorizationMachine(n_features, self.k, self.init_std, generator)
+        self.model_ = FactorizationMachine(n_features, self.n_factors, self.init_std, generator)
         self.n_features_in_ = n_features
-        self.history_ = fit_fm(
-            self.model_, log.batch_source(config.batch_size), log.n_rows, valid, config,
-            objective=objective, hooks=hooks, log_path=log_path, **fit_options,
+        self.history_: History = fit_fm(
+            self.model_, batches, n_rows, valid, self.train_config(),
+            objective=self.objective(), hooks=self.hooks(), log_path=log_path, **fit_options,
         )  # fmt: skip
         return self
 
@@ -276,7 +225,7 @@ class FMClassifier:
         return np.where(self.decision_function(X) > 0, 1.0, -1.0).astype(np.float32)
 
     def robustness(
-        self, X: Any, y: Any, alpha: float | None = None, support: str | None = None
+        self, X: Any, y: Any, eps: float | None = None, support: str | None = None
     ) -> dict[str, float]:
         """Flip rate, error rates and margins under this model's attack (see
         :func:`fmadv.metrics.robustness.robustness_report`)."""
@@ -285,7 +234,7 @@ class FMClassifier:
         y = check_labels(y, X.shape[0])
         loss_fn = get_loss(self.train_config().loss)
         clean, attacked = attacked_scores(
-            self.model_, X, y, self.make_attack(alpha, support), loss_fn
+            self.model_, X, y, self.make_attack(eps, support), loss_fn
         )
         return robustness_report(y, clean, attacked)
 
@@ -315,7 +264,7 @@ class FMClassifier:
         """Read a model written by :meth:`save`; ``feature_map_`` and ``metadata_`` are set."""
         tensors, header = load_tensors(path)
         try:
-            estimator = cls(**header["params"])
+            estimator = cls.from_params(header["params"])
             n_features = int(header["n_features"])
             factors = tensors["factors"]
             model = FactorizationMachine(n_features, factors.shape[1])
@@ -336,11 +285,3 @@ class FMClassifier:
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise ConfigError("this FMClassifier is not fitted yet; call fit() first")
-
-
-_INIT_PARAMS = tuple(
-    name
-    for name, param in inspect.signature(FMClassifier.__init__).parameters.items()
-    if param.kind is param.POSITIONAL_OR_KEYWORD and name != "self"
-)
-_TRAIN_FIELDS = set(inspect.signature(TrainConfig).parameters) - {"seed"}

@@ -1,0 +1,103 @@
+"""What every command group shares: the apps, the choices built from the registries,
+the user-error decorator, and tables."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fmadv.attacks import ATTACKS, SUPPORTS
+from fmadv.data.cards import list_cards
+from fmadv.errors import ConfigError, FmadvError
+from fmadv.losses import MARGIN_LOSSES
+from fmadv.models.fm_attack import PRECISIONS
+from fmadv.runs.progress import console
+from fmadv.training.loop import MONITORS, OPTIMIZERS
+from fmadv.training.regularizers import NOISE_ROWS
+
+app = typer.Typer(
+    help="Robust factorization-machine recommenders.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(help="List, fetch, verify and describe datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+image_app = typer.Typer(
+    help="LeNet and MLP image classifiers through the same attacks and training core.",
+    no_args_is_help=True,
+)
+app.add_typer(image_app, name="image")
+
+__all__ = ["console"]
+
+
+def choices(name: str, values: Iterable[str]) -> type[enum.Enum]:
+    """A typer choice list from a registry's names."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+Loss = choices("Loss", MARGIN_LOSSES)
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Monitor = choices("Monitor", MONITORS)
+AttackName = choices("AttackName", ATTACKS)
+InputAttack = choices(
+    "InputAttack", (name for name, cls in ATTACKS.items() if cls().threat.space == "inputs")
+)
+Support = choices("Support", SUPPORTS)
+NoiseRows = choices("NoiseRows", NOISE_ROWS)
+Precision = choices("Precision", PRECISIONS)
+DatasetName = choices("DatasetName", (card.name for card in list_cards()))
+
+
+def user_errors(command):
+    """Report errors the user can fix as one line on stderr and exit with code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (FmadvError, OSError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="FMADV_DATA_DIR",
+        help="Folder holding dataset copies (one subfolder per dataset); "
+        "default: the download cache ~/.cache/fmadv.",
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+
+
+def number_list(text: str, option: str) -> tuple[float, ...]:
+    """Comma-separated numbers, for options such as ``--eps-grid``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def metrics_table(
+    title: str, rows: dict[str, dict[str, float]], caption: str | None = None
+) -> Table:
+    """A rich table: one row per split, one column per metric."""
+    table = Table(title=title, caption=caption)
+    table.add_column("split")
+    metrics = list(next(iter(rows.values())))
+    for name in metrics:
+        table.add_column(name, justify="right")
+    for split_name, values in rows.items():
+        table.add_row(split_name, *(f"{values[m]:.4f}" for m in metrics))
+    return table

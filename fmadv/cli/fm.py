@@ -1,0 +1,307 @@
+"""fmadv train, evaluate, predict and robustness: parse, one call to fmadv.runs, print.
+
+Option defaults are the estimator's, which come from the dataclass of each component,
+so the command line and Python never disagree about a default.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fmadv.cli.common import (
+    AttackName,
+    DataDir,
+    DatasetName,
+    Device,
+    Loss,
+    Monitor,
+    NoiseRows,
+    Optimizer,
+    Precision,
+    Support,
+    app,
+    console,
+    metrics_table,
+    number_list,
+    user_errors,
+)
+from fmadv.estimators.fm import FMClassifier
+from fmadv.io import atomic_write
+from fmadv.runs.data import DataSpec
+from fmadv.runs.fm import evaluate_fm, predict_fm, robustness_fm, train_fm
+
+FM = FMClassifier().get_params()
+ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
+
+
+@app.command()
+@user_errors
+def train(
+    dataset: Annotated[
+        DatasetName, typer.Option(help="Registered dataset (see `fmadv data list`).")
+    ] = DatasetName.synthetic,
+    train_file: Annotated[
+        Path | None,
+        typer.Option("--train", help="libFM file to train on instead of --dataset."),
+    ] = None,
+    valid_file: Annotated[
+        Path | None, typer.Option("--valid", help="libFM validation file (with --train).")
+    ] = None,
+    test_file: Annotated[
+        Path | None, typer.Option("--test", help="libFM test file (with --train).")
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Parquet or CSV interaction log to stream (need not fit in memory); "
+            "with --fields and --label.",
+        ),
+    ] = None,
+    valid_log: Annotated[
+        Path | None, typer.Option(help="Log of validation rows (read into memory), with --log.")
+    ] = None,
+    log_fields: Annotated[
+        str,
+        typer.Option("--fields", help="--log: comma-separated feature columns (one field each)."),
+    ] = "",
+    label: Annotated[
+        str | None,
+        typer.Option(help="--log: label column (-1/+1, 0/1, or rated with --threshold)."),
+    ] = None,
+    data_dir: DataDir = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="MovieLens split: random, temporal, or an official fold u1..u5, ua, ub."),
+    ] = None,
+    side_features: Annotated[
+        str,
+        typer.Option(
+            help="MovieLens side features, comma separated: genre, gender, age, occupation."
+        ),
+    ] = "",
+    threshold: Annotated[
+        float | None, typer.Option(help="MovieLens: ratings >= threshold are +1 (default 4).")
+    ] = None,
+    train_from: Annotated[
+        str | None,
+        typer.Option(
+            help="libFM datasets (frappe): the split file to train on, train or validation "
+            "(a partial copy without the train file trains on validation)."
+        ),
+    ] = None,
+    n_factors: Annotated[
+        int, typer.Option("--n-factors", "--k", help="Latent factors per feature.")
+    ] = FM["n_factors"],
+    loss: Annotated[Loss, typer.Option(help="Training loss.")] = FM["loss"],
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = FM["optimizer"],
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = FM["lr"],
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = FM["epochs"],
+    batch_size: Annotated[int, typer.Option(help="Rows per mini-batch.")] = FM["batch_size"],
+    reg_bias: Annotated[float, typer.Option(help="L2 on the global bias.")] = FM["reg_bias"],
+    reg_linear: Annotated[float, typer.Option(help="L2 on active linear weights.")] = FM[
+        "reg_linear"
+    ],
+    reg_factors: Annotated[float, typer.Option(help="L2 on active factor rows.")] = FM[
+        "reg_factors"
+    ],
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without gain; 0 never stops early.")
+    ] = FM["patience"],
+    monitor: Annotated[Monitor, typer.Option(help="Validation metric for early stopping.")] = FM[
+        "monitor"
+    ],
+    seed: Annotated[int, typer.Option(help="Seed of data split, initialisation, batches.")] = FM[
+        "random_state"
+    ],
+    beta: Annotated[
+        float,
+        typer.Option(help="Adversarial training: loss(x) + beta * loss(x_adv); 0 = plain FM."),
+    ] = FM["beta"],
+    eps: Annotated[
+        float,
+        typer.Option(
+            "--eps", "--alpha", help="Attack budget in the unit box (FGSM: L-inf radius)."
+        ),
+    ] = FM["eps"],
+    attack: Annotated[AttackName, typer.Option(help="Attack that makes x_adv.")] = FM["attack"],
+    support: Annotated[
+        Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
+    ] = FM["support"],
+    adversarial_only: Annotated[
+        bool, typer.Option(help="Train on loss(x_adv) alone (learning with an adversary).")
+    ] = FM["adversarial_only"],
+    grad_noise: Annotated[
+        float, typer.Option(help="Gradient noise variance eta at step 0; 0 = none.")
+    ] = FM["grad_noise"],
+    grad_noise_gamma: Annotated[
+        float, typer.Option(help="Noise variance decays as eta / (1 + t)^gamma.")
+    ] = FM["grad_noise_gamma"],
+    grad_noise_rows: Annotated[
+        NoiseRows, typer.Option(help="Noise on the rows the batch touched, or on all rows.")
+    ] = FM["grad_noise_rows"],
+    attack_precision: Annotated[
+        Precision,
+        typer.Option(help="Type of the attack's mask product (bfloat16: GPU tensor cores)."),
+    ] = FM["attack_precision"],
+    device: Device = FM["device"],
+    allow_real_valued: Annotated[
+        bool, typer.Option(help="Accept feature values other than 0/1.")
+    ] = FM["allow_real_valued"],
+    out: Annotated[
+        Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
+    ] = Path("runs/fm"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run folder's checkpoint.safetensors, if there is one."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
+) -> None:
+    """Train a factorization machine and save it with its feature map and metrics.
+
+    Runs on several processes under ``torchrun --nproc_per_node=N -m fmadv train ...``:
+    each process takes its shard of every batch, and the first one writes the files."""
+    estimator = FMClassifier(
+        n_factors=n_factors, loss=loss.value, optimizer=optimizer.value, lr=lr, epochs=epochs,
+        batch_size=batch_size, reg_bias=reg_bias, reg_linear=reg_linear,
+        reg_factors=reg_factors, patience=patience, monitor=monitor.value, beta=beta, eps=eps,
+        attack=attack.value, support=support.value, adversarial_only=adversarial_only,
+        grad_noise=grad_noise, grad_noise_gamma=grad_noise_gamma,
+        grad_noise_rows=grad_noise_rows.value, attack_precision=attack_precision.value,
+        device=device, allow_real_valued=allow_real_valued, random_state=seed,
+    )  # fmt: skip
+    data = DataSpec(
+        dataset=dataset.value, data_dir=data_dir, train_file=train_file, valid_file=valid_file,
+        test_file=test_file, log=log, valid_log=valid_log, label=label, threshold=threshold,
+        fields=tuple(f.strip() for f in log_fields.split(",") if f.strip()),
+        allow_real_valued=allow_real_valued,
+        settings={
+            "seed": seed, "split": split, "threshold": threshold, "train_from": train_from,
+            "side_features": [s for s in side_features.split(",") if s],
+        },
+    )  # fmt: skip
+    summary = train_fm(estimator, data, out, resume=resume, quiet=quiet)
+    if quiet or summary is None:
+        return
+    if summary["results"]:
+        source = summary["data"].get("dataset", "libFM files")
+        title = f"FM n_factors={n_factors} on {source}"
+        console.print(metrics_table(title, summary["results"], caption=summary["model"]))
+    if "rows" in summary:
+        console.print(f"trained on {summary['rows']:,} streamed rows")
+    console.print(f"saved {summary['files']['model']}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model_path: ModelPath,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Labelled libFM file to evaluate on.")
+    ] = None,
+    dataset: Annotated[
+        DatasetName | None,
+        typer.Option(help="Dataset to evaluate on (its test split); default: the model's own."),
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "cpu",
+) -> None:
+    """Accuracy, AUC, hinge and log loss of a saved model on labelled rows."""
+    name = dataset.value if dataset is not None else None
+    results = evaluate_fm(model_path, input_file, name, data_dir, device)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        console.print(metrics_table(str(model_path), results))
+
+
+@app.command()
+@user_errors
+def predict(
+    model_path: ModelPath,
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="libFM file, or CSV whose columns are the model's feature fields "
+            "(e.g. user,item; multi-valued fields joined with '|').",
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="CSV to write (score, label); default: standard output.")
+    ] = None,
+    device: Device = "cpu",
+) -> None:
+    """Score rows with a saved model."""
+    result = predict_fm(model_path, input_file, device)
+    if output is None:
+        result.to_csv(sys.stdout, index=False)
+    else:
+        atomic_write(output, lambda temp: result.to_csv(temp, index=False))
+
+
+@app.command()
+@user_errors
+def robustness(
+    model_path: ModelPath,
+    eps: Annotated[
+        float, typer.Option("--eps", "--alpha", help="Attack budget for the summary table.")
+    ] = 0.003,
+    eps_grid: Annotated[
+        str,
+        typer.Option("--eps-grid", "--alphas", help="Comma-separated budgets for the curve."),
+    ] = "0,0.001,0.003,0.01,0.03,0.1",
+    attack: Annotated[
+        AttackName | None, typer.Option(help="Attack; default: the one the model trained with.")
+    ] = None,
+    support: Annotated[
+        Support | None, typer.Option(help="Features the attack may move; default: the model's.")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Labelled libFM file to attack.")
+    ] = None,
+    dataset: Annotated[
+        DatasetName | None,
+        typer.Option(help="Dataset whose test split to attack; default: the model's."),
+    ] = None,
+    data_dir: DataDir = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for robustness.json, flip_curve.csv and flip_curve.png."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "cpu",
+) -> None:
+    """Flip rate, adversarial error and margins of a saved model under attack, and the
+    flip rate as a function of the budget eps (CSV and PNG).
+
+    The line-search figures take, per row, the worst of the steps eps * i / 8 along the
+    attack's direction: on an FM a full step can overshoot and land on the safe side."""
+    result = robustness_fm(
+        model_path, eps, number_list(eps_grid, "--eps-grid"),
+        attack=attack.value if attack is not None else None,
+        support=support.value if support is not None else None,
+        input_file=input_file, dataset=dataset.value if dataset is not None else None,
+        data_dir=data_dir, out=out, device=device,
+    )  # fmt: skip
+    report = result.report
+    if as_json:
+        typer.echo(json.dumps({**report, "curve": result.curve}, indent=2))
+        return
+    table = Table(title=f"{model_path} under {report['attack']} ({report['support']}), eps={eps}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print("written: " + ", ".join(str(path) for path in result.files))

@@ -1,0 +1,133 @@
+"""fmadv recommend and compare-topk: parse, one call to fmadv.runs, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pandas.api.types import is_numeric_dtype
+from rich.table import Table
+
+from fmadv.cli.common import (
+    DataDir,
+    Device,
+    Support,
+    app,
+    console,
+    number_list,
+    user_errors,
+)
+from fmadv.errors import ConfigError
+from fmadv.runs.recommend import check_list_format, compare_models, recommend_lists, write_lists
+
+COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage", "novelty",
+                         "own_preference", "stability")  # fmt: skip
+COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lower_own",
+                        "only_a_hit_rate", "only_b_hit_rate")  # fmt: skip
+SHOWN_USERS = 20
+
+
+def _frame_table(frame, title: str, columns) -> Table:
+    """A rich table of the DataFrame columns named (or prefixed) in ``columns``."""
+    shown = [c for c in frame.columns if any(c == w or c.startswith(w + " ") for w in columns)]
+    table = Table(title=title)
+    for column in shown:
+        table.add_column(column, justify="right" if is_numeric_dtype(frame[column]) else "left")
+    for row in frame[shown].itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+@app.command()
+@user_errors
+def recommend(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
+    users: Annotated[
+        str, typer.Option(help="Comma-separated raw user ids; default: every user.")
+    ] = "",
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    include_seen: Annotated[
+        bool, typer.Option(help="Allow items the user already has in the training data.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the lists to .csv, .parquet or .json; default: print them."),
+    ] = None,
+    data_dir: DataDir = None,
+    device: Device = "cpu",
+) -> None:
+    """Top-k items for users, from a saved FM (the dataset it was trained on gives the
+    catalogue, what each user has seen, and item titles when there are some)."""
+    if output is not None:
+        check_list_format(output)
+    try:
+        raw_users = [int(u) for u in users.split(",") if u.strip()]
+    except ValueError:
+        raise ConfigError(f"--users must be comma-separated integer ids, got {users!r}") from None
+    table = recommend_lists(model_path, raw_users, k, include_seen, data_dir, device)
+    n_users = table["user_id"].nunique()
+    if output is not None:
+        write_lists(table, output)
+        console.print(f"{len(table)} recommendations for {n_users} users: {output}")
+        return
+    first = table["user_id"].drop_duplicates().iloc[:SHOWN_USERS]
+    shown = table[table["user_id"].isin(first)]
+    rich_table = Table(title=f"top-{k} from {model_path}")
+    for column in shown.columns:
+        rich_table.add_column(column, justify="left" if column == "title" else "right")
+    for row in shown.itertuples(index=False):
+        rich_table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(rich_table)
+    if n_users > SHOWN_USERS:
+        console.print(f"(first {SHOWN_USERS} of {n_users} users; --output writes them all)")
+
+
+@app.command("compare-topk")
+@user_errors
+def compare_topk_command(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MODELS...",
+            help="Model files (.safetensors) and baselines: popularity, random, als, bpr, itemknn.",
+        ),
+    ],
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.md, CSV, JSON and PNG plots.")
+    ] = Path("runs/compare-topk"),
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Model whose predicted preference scores every list; default: first FM."),
+    ] = None,
+    eps_grid: Annotated[
+        str,
+        typer.Option(
+            "--eps-grid",
+            "--alphas",
+            help="FGSM budgets for the stability of the FMs' lists (comma-separated).",
+        ),
+    ] = "0.0003,0.003",
+    support: Annotated[
+        Support, typer.Option(help="Features the stability attack moves.")
+    ] = Support.all,
+    stability_users: Annotated[
+        int, typer.Option(help="Users whose lists are attacked for the stability figure.")
+    ] = 200,
+    factors: Annotated[int, typer.Option(help="Latent factors of the ALS and BPR baselines.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the random and learned baselines.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Compare the top-k lists of FMs and baselines: ranking metrics, overlap, preference
+    scores, what each model alone suggests, and stability under attack."""
+    run = compare_models(
+        models, out, k=k, judge=judge, eps_grid=number_list(eps_grid, "--eps-grid"),
+        support=support.value, stability_users=stability_users, factors=factors, seed=seed,
+        data_dir=data_dir,
+    )  # fmt: skip
+    comparison = run.comparison
+    title = f"top-{k} on {run.dataset}: {len(comparison.users)} users"
+    console.print(_frame_table(comparison.models.reset_index(), title, COMPARE_MODEL_COLUMNS))
+    console.print(_frame_table(comparison.pairs, "pairs", COMPARE_PAIR_COLUMNS))
+    console.print("written: " + ", ".join(str(p) for p in run.files))

@@ -1,0 +1,1 @@
+"""Estimators: the FM classifier and the image classifier, scikit-learn style."""

@@ -1,0 +1,1 @@
+"""Figures that need a model and an attack: flip rates, curves, accuracy under attack."""

@@ -1,0 +1,79 @@
+"""Image classifier figures: accuracy and confidence, clean and under attack."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from fmadv.attacks.base import Attack
+from fmadv.attacks.core import perturb_dense
+from fmadv.evaluation.batches import in_batches
+from fmadv.losses import cross_entropy
+from fmadv.metrics.images import confidence_report
+from fmadv.threat import Bounds
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of every row, in eval mode and without gradients, on the model's device."""
+
+    def logits(rows: slice, device: torch.device) -> torch.Tensor:
+        return model(x[rows].to(device)).cpu()
+
+    return torch.cat(in_batches(model, len(x), batch_size, logits))
+
+
+def adversarial_examples(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Attack,
+    bounds: Bounds,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """x_adv for every row, made against ``model`` (eval mode) with the cross-entropy."""
+
+    def perturbed(rows: slice, device: torch.device) -> torch.Tensor:
+        box = tuple(b.to(device) if torch.is_tensor(b) else b for b in bounds)
+        xb, yb = x[rows].to(device), y[rows].to(device)
+        return perturb_dense(attack, model, xb, yb, cross_entropy, box).detach().cpu()
+
+    return torch.cat(in_batches(model, len(x), batch_size, perturbed))
+
+
+def attack_report(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: dict[str, Attack],
+    bounds: Bounds,
+    fixed: torch.Tensor | None = None,
+) -> dict[str, dict[str, float]]:
+    """Confidence report on the clean rows, on a fixed adversarial set (made once from
+    another model), and under each attack made against this model."""
+    results = {"clean": confidence_report(predict_logits(model, x), y)}
+    if fixed is not None:
+        results["fixed"] = confidence_report(predict_logits(model, fixed), y)
+    for name, attack in attacks.items():
+        x_adv = adversarial_examples(model, x, y, attack, bounds)
+        results[name] = confidence_report(predict_logits(model, x_adv), y)
+    return results
+
+
+def accuracy_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    make_attack: Callable[[float], Attack],
+    budgets: Sequence[float],
+    bounds: Bounds,
+) -> list[dict[str, float]]:
+    """Accuracy under ``make_attack(budget)`` for each budget (Huang et al.'s Figure 1)."""
+    points = []
+    for budget in budgets:
+        x_adv = adversarial_examples(model, x, y, make_attack(budget), bounds) if budget else x
+        report = confidence_report(predict_logits(model, x_adv), y)
+        points.append({"eps": float(budget), "accuracy": report["correct"]})
+    return points

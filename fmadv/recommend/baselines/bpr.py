@@ -1,0 +1,97 @@
+"""Bayesian personalized ranking (implicit library)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+from fmadv.errors import ConfigError
+from fmadv.recommend.baselines.base import (
+    Baseline,
+    check_float,
+    check_int,
+    check_seed,
+    factor_scores,
+    quiet_implicit,
+    register,
+)
+
+
+@register
+class BPR(Baseline):
+    """Bayesian personalized ranking, from the implicit library.
+
+    Rendle, Freudenthaler, Gantner and Schmidt-Thieme, "BPR: Bayesian Personalized
+    Ranking from Implicit Feedback", UAI 2009, trained by SGD on (user, liked item,
+    sampled other item) triples by :class:`implicit.cpu.bpr.BayesianPersonalizedRanking`.
+    The score of item i for user u is ``user_factors_[u] @ item_factors_[i]``; the last
+    column of ``item_factors_`` is the item bias and the users' last column is 1. Users
+    who liked nothing get the popularity scores.
+
+    Training runs on one thread: implicit's multithreaded SGD updates shared factors
+    without locks, so its result depends on how the threads interleave and the same
+    ``random_state`` would not give the same model twice.
+
+    Parameters
+    ----------
+    factors
+        Latent dimension (plus one bias column).
+    learning_rate
+        SGD step size.
+    regularization
+        L2 penalty on the factors.
+    iterations
+        Epochs over the positive pairs.
+    random_state
+        Seed of the initial factors and of the sampling (an integer >= 0, or None).
+
+    Attributes
+    ----------
+    model_
+        The fitted implicit model.
+    user_factors_, item_factors_
+        float32 arrays (n_users x factors + 1) and (n_items x factors + 1).
+    """
+
+    name = "bpr"
+    cold_fallback = True
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int | None = 0,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.random_state = random_state
+
+    def _learn(self, liked: sp.csr_matrix) -> None:
+        check_int("factors", self.factors, 1)
+        check_float("learning_rate", self.learning_rate, positive=True)
+        check_float("regularization", self.regularization, positive=False)
+        check_int("iterations", self.iterations, 1)
+        check_seed(self.random_state)
+        if liked.nnz == 0:
+            raise ConfigError("BPR needs at least one liked (user, item) pair")
+        with quiet_implicit():
+            model = BayesianPersonalizedRanking(
+                factors=int(self.factors),
+                learning_rate=float(self.learning_rate),
+                regularization=float(self.regularization),
+                iterations=int(self.iterations),
+                num_threads=1,  # lock-free parallel SGD is not reproducible
+                random_state=self.random_state,
+            )
+            model.fit(liked, show_progress=False)
+        self.model_ = model
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def _user_scores(self, users: np.ndarray) -> np.ndarray:
+        return factor_scores(self.user_factors_[users], self.item_factors_)

@@ -1,0 +1,115 @@
+"""Where a run's rows come from, and which rows a saved model is evaluated on.
+
+A run trains on a registered dataset, on libFM files, or on a log streamed from disk.
+The model file records which (``metadata_["data"]``), so that evaluating, attacking or
+recommending from it later finds the same dataset, options and split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmadv.data import Dataset, Splits, load_dataset, read_libfm, select_options
+from fmadv.errors import ConfigError
+
+
+@dataclass
+class DataSpec:
+    """The rows a training run reads.
+
+    Parameters
+    ----------
+    dataset
+        A registered dataset (see ``fmadv data list``), used when no files are given.
+    data_dir
+        Folder of local dataset copies (default: the download cache).
+    settings
+        Candidate loader options (``split``, ``side_features``, ``threshold``, ``seed``,
+        ``train_from``...): those the dataset's format accepts are passed on, unset
+        (None) ones are left out.
+    train_file, valid_file, test_file
+        libFM files to use instead of a dataset.
+    log, valid_log, fields, label, threshold
+        An interaction log (Parquet or CSV) streamed in chunks, its feature columns and
+        label column, and an optional in-memory validation log.
+    allow_real_valued
+        Accept feature values other than 0 and 1.
+    """
+
+    dataset: str = "synthetic"
+    data_dir: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    train_file: Path | None = None
+    valid_file: Path | None = None
+    test_file: Path | None = None
+    log: Path | None = None
+    valid_log: Path | None = None
+    fields: tuple[str, ...] = ()
+    label: str | None = None
+    threshold: float | None = None
+    allow_real_valued: bool = False
+
+
+@dataclass
+class TrainingRows:
+    """In-memory splits and the record of where they came from (saved with the model)."""
+
+    train: Dataset
+    valid: Dataset | None
+    test: Dataset | None
+    record: dict
+
+
+def load_training_rows(spec: DataSpec) -> TrainingRows:
+    """The train / valid / test rows of a dataset or of libFM files."""
+    if spec.train_file is not None:
+        train = read_libfm_rows(spec.train_file, None, spec.allow_real_valued)
+        n = train.n_features
+        valid, test = (
+            read_libfm_rows(path, n, spec.allow_real_valued) if path else None
+            for path in (spec.valid_file, spec.test_file)
+        )
+        return TrainingRows(train, valid, test, {"files": {"train": str(spec.train_file)}})
+    settings = {"allow_real_valued": spec.allow_real_valued or None, **spec.settings}
+    options = select_options(spec.dataset, **settings)
+    splits = load_dataset(spec.dataset, spec.data_dir, **options)
+    record = {"dataset": spec.dataset, "options": options}
+    return TrainingRows(splits.train, splits.valid, splits.test, record)
+
+
+def read_libfm_rows(path: Path, n_features: int | None, allow_real_valued: bool) -> Dataset:
+    return read_libfm(path, n_features=n_features, allow_real_valued=allow_real_valued)
+
+
+def recorded_splits(model, data_dir: Path | None) -> tuple[str, dict, Splits]:
+    """(dataset name, options, splits) a saved model was trained on."""
+    recorded = model.metadata_.get("data", {})
+    if "dataset" not in recorded:
+        raise ConfigError(
+            "this model was trained on libFM files; recommendation needs a registered dataset"
+        )
+    options = recorded.get("options", {})
+    return recorded["dataset"], options, load_dataset(recorded["dataset"], data_dir, **options)
+
+
+def labelled_rows(
+    model, input_file: Path | None, dataset: str | None, data_dir: Path | None
+) -> tuple[str, Dataset]:
+    """(name, rows) to evaluate a saved model on: a libFM file, or a dataset's test split
+    (by default the dataset, options and split the model was trained with)."""
+    if input_file is not None:
+        rows = read_libfm_rows(input_file, model.n_features_in_, model.allow_real_valued)
+        return input_file.name, rows
+    recorded = model.metadata_.get("data", {})
+    name = dataset or recorded.get("dataset")
+    if name is None:
+        raise ConfigError("this model was trained on files: pass --input FILE")
+    options = recorded.get("options", {}) if name == recorded.get("dataset") else {}
+    test = load_dataset(name, data_dir, **options).test
+    if test.n_features != model.n_features_in_:
+        raise ConfigError(
+            f"{name} rows have {test.n_features} features, the model expects {model.n_features_in_}"
+        )
+    return "test", test

@@ -1,0 +1,218 @@
+"""What the FM commands do: train into a run folder, evaluate, predict, attack.
+
+Each function is one command's work, from Python with the same defaults; the CLI
+parses, calls one of these and prints what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from fmadv.errors import ConfigError
+from fmadv.estimators.fm import FMClassifier
+from fmadv.evaluation.robustness import flip_curve, line_search_scores
+from fmadv.io import atomic_write
+from fmadv.losses import get_loss
+from fmadv.metrics.classification import classification_report
+from fmadv.metrics.robustness import robustness_report
+from fmadv.plots import plot_flip_curves
+from fmadv.runs.data import DataSpec, labelled_rows, load_training_rows, read_libfm_rows
+from fmadv.runs.folder import RunFolder, is_main_process, write_json
+from fmadv.runs.progress import epoch_progress
+from fmadv.threat import check_linf_eps
+
+
+def train_fm(
+    estimator: FMClassifier,
+    data: DataSpec,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict | None:
+    """Train ``estimator`` on ``data`` and write the run folder ``out``.
+
+    Returns the run's summary (also written to ``summary.json``); None in the processes
+    of a ``torchrun`` group other than the first, which write nothing.
+    """
+    estimator.validate()  # option errors before any data is read
+    # The folder is made only once the data has loaded: bad input leaves nothing behind.
+    folder = RunFolder(Path(out))
+    if data.log is not None:
+        return _train_streaming(estimator, data, folder, resume, quiet)
+    rows = load_training_rows(data)
+    folder.create()
+    main = is_main_process()
+    eval_set = (rows.valid.X, rows.valid.y) if rows.valid is not None else None
+    with epoch_progress(quiet or not main, estimator.epochs, rows.train.n_rows) as progress:
+        estimator.fit(
+            rows.train.X, rows.train.y, eval_set=eval_set, log_path=folder.metrics,
+            checkpoint=folder.checkpoint, resume=resume, **progress.callbacks(),
+        )  # fmt: skip
+    if not main:
+        return None
+    splits = {"train": rows.train, "valid": rows.valid, "test": rows.test}
+    results = {
+        name: classification_report(ds.y, estimator.decision_function(ds.X))
+        for name, ds in splits.items()
+        if ds is not None
+    }
+    return _finish(estimator, folder, rows.train.feature_map, rows.record, results,
+                   best_epoch=estimator.history_.best_epoch)  # fmt: skip
+
+
+def _train_streaming(
+    estimator: FMClassifier, data: DataSpec, folder: RunFolder, resume: bool, quiet: bool
+) -> dict | None:
+    """One streaming pass for the feature map, then training on chunk-by-chunk batches
+    with bounded memory."""
+    from fmadv.data.stream import StreamingLog, stream_feature_map
+
+    if not data.fields or data.label is None:
+        raise ConfigError("--log needs --fields (feature columns) and --label (the label column)")
+    feature_map = stream_feature_map(data.log, list(data.fields))
+    train = StreamingLog(data.log, feature_map, data.label, threshold=data.threshold)
+    eval_set = None
+    if data.valid_log is not None:
+        valid = StreamingLog(data.valid_log, feature_map, data.label, threshold=data.threshold)
+        chunks = list(valid.chunks())
+        eval_set = (sp.vstack([c.X for c in chunks]).tocsr(), np.concatenate([c.y for c in chunks]))
+    folder.create()
+    main = is_main_process()
+    with epoch_progress(quiet or not main, estimator.epochs, train.n_rows) as progress:
+        estimator.fit_stream(
+            train, eval_set=eval_set, log_path=folder.metrics,
+            checkpoint=folder.checkpoint, resume=resume, **progress.callbacks(),
+        )  # fmt: skip
+    if not main:
+        return None
+    record = {
+        "log": str(data.log),
+        "fields": list(data.fields),
+        "label": data.label,
+        "threshold": data.threshold,
+    }
+    results = {}
+    if eval_set is not None:
+        results["valid"] = classification_report(
+            eval_set[1], estimator.decision_function(eval_set[0])
+        )
+    return _finish(estimator, folder, feature_map, record, results, rows=train.n_rows)
+
+
+def _finish(estimator, folder: RunFolder, feature_map, record, results, **facts) -> dict:
+    estimator.save(
+        folder.model, feature_map=feature_map, extra={"data": record, "results": results}
+    )
+    summary = {
+        "model": estimator.describe(),
+        "data": record,
+        "params": estimator.get_params(),
+        **facts,
+        "results": results,
+        "files": {"model": str(folder.model), "metrics": str(folder.metrics)},
+    }
+    folder.write_summary(summary)
+    return summary
+
+
+def evaluate_fm(
+    model_path: str | Path,
+    input_file: Path | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Accuracy, AUC, hinge and log loss of a saved model on a libFM file, or on the test
+    split of a dataset (by default the model's own)."""
+    model = FMClassifier.load(model_path, device=device)
+    name, rows = labelled_rows(model, input_file, dataset, data_dir)
+    return {name: classification_report(rows.y, model.decision_function(rows.X))}
+
+
+def predict_fm(model_path: str | Path, input_file: Path, device: str = "cpu") -> pd.DataFrame:
+    """Scores and labels of the rows of a libFM file, or of a CSV whose columns are the
+    model's feature fields (encoded with the feature map saved in the model)."""
+    model = FMClassifier.load(model_path, device=device)
+    if input_file.suffix.lower() == ".csv":
+        if model.feature_map_ is None:
+            raise ConfigError(f"{model_path} has no feature map; give a libFM file instead")
+        try:
+            frame = pd.read_csv(input_file, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+            raise ConfigError(f"{input_file}: not a readable CSV ({err})") from None
+        X = model.feature_map_.encode(frame)
+    else:
+        X = read_libfm_rows(input_file, model.n_features_in_, model.allow_real_valued).X
+    scores = model.decision_function(X)
+    return pd.DataFrame({"score": scores, "label": np.where(scores > 0, 1, -1)})
+
+
+@dataclass
+class RobustnessResult:
+    """The summary at one budget, the flip-rate curve, and the files written."""
+
+    report: dict
+    curve: list[dict]
+    files: list[Path]
+
+
+def robustness_fm(
+    model_path: str | Path,
+    eps: float = 0.003,
+    eps_grid: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1),
+    attack: str | None = None,
+    support: str | None = None,
+    input_file: Path | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+    device: str = "cpu",
+) -> RobustnessResult:
+    """Flip rate, adversarial error and margins of a saved model under attack at ``eps``,
+    with a line search along the attack's direction, and the flip rate against each
+    budget of ``eps_grid`` (``robustness.json``, ``flip_curve.csv``, ``flip_curve.png``
+    in ``out``, by default ``robustness/`` beside the model).
+
+    The attack and support default to those the model was trained with.
+    """
+    model_path = Path(model_path)
+    grid = [check_linf_eps(float(e)) for e in eps_grid]
+    check_linf_eps(eps)
+    model = FMClassifier.load(model_path, device=device)
+    config = model.adversarial_config()
+    config = replace(config, attack=attack or config.attack, support=support or config.support)
+    name, rows = labelled_rows(model, input_file, dataset, data_dir)
+    loss_fn = get_loss(model.loss)
+
+    def make(step: float):
+        return config.make_attack(check_linf_eps(step))
+
+    # The summary's budget is usually a point of the curve: attack once for both.
+    curve = flip_curve(model.model_, rows.X, rows.y, make, sorted(set(grid) | {eps}), loss_fn)
+    summary = dict(next(point for point in curve if point["eps"] == eps))
+    curve = [point for point in curve if point["eps"] in grid]
+    clean, worst = line_search_scores(model.model_, rows.X, rows.y, make, eps, loss_fn)
+    line_search = robustness_report(rows.y, clean, worst)
+    summary["line_search_flip_rate"] = line_search["flip_rate"]
+    summary["line_search_adversarial_error"] = line_search["adversarial_error"]
+    report = {
+        "model": str(model_path),
+        "rows": name,
+        "attack": config.attack,
+        "support": config.support,
+        **summary,
+    }
+    out = out or model_path.parent / "robustness"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "robustness.json", out / "flip_curve.csv", out / "flip_curve.png"]
+    write_json(files[0], report)
+    atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
+    label = f"{model_path.parent.name} ({config.attack}, {config.support})"
+    plot_flip_curves({label: curve}, files[2], title=f"{name}: flip rate against eps")
+    return RobustnessResult(report, curve, files)

@@ -1,0 +1,156 @@
+"""What the recommendation commands do: top-k lists from a saved FM, and the top-k
+comparison of FMs and baselines on the data the first FM was trained on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmadv.attacks import make_attack
+from fmadv.data import item_titles
+from fmadv.errors import ConfigError
+from fmadv.estimators.fm import FMClassifier
+from fmadv.recommend import Interactions
+from fmadv.recommend.baselines import BASELINES, make_baseline
+from fmadv.recommend.compare import Comparison, compare_topk, write_report
+from fmadv.recommend.fm import FMRecommender
+from fmadv.runs.data import recorded_splits
+from fmadv.threat import check_linf_eps
+
+LIST_FORMATS = (".csv", ".parquet", ".json")
+
+
+def recommend_lists(
+    model_path: str | Path,
+    users: list[int] | None = None,
+    k: int = 10,
+    include_seen: bool = False,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Top-``k`` items of each user (raw ids; default: every user) from a saved FM, one
+    row per (user, rank), with item titles where the dataset has them.
+
+    The dataset the model was trained on gives the catalogue and what each user has seen
+    (filtered out unless ``include_seen``)."""
+    model_path = Path(model_path)
+    model = FMClassifier.load(model_path, device=device)
+    dataset, _, splits = recorded_splits(model, data_dir)
+    interactions = Interactions.from_splits(splits)
+    recommender = FMRecommender(model, model_path.parent.name).fit(interactions)
+    raw_users = list(users) if users else list(interactions.users)
+    index = interactions.user_index(raw_users)
+    ids, scores = recommender.recommend(index, k=k, filter_seen=not include_seen)
+    valid = ids.ravel() >= 0
+    table = pd.DataFrame(
+        {
+            "user_id": np.repeat(raw_users, k)[valid],
+            "rank": np.tile(np.arange(1, k + 1), len(index))[valid],
+            "item_id": interactions.items[ids.ravel()[valid]],
+            "score": scores.ravel()[valid],
+        }
+    )
+    titles = item_titles(dataset, data_dir)
+    if titles is not None:
+        table["title"] = table["item_id"].map(titles)
+    return table
+
+
+def write_lists(table: pd.DataFrame, output: Path) -> None:
+    """The lists as CSV, Parquet or JSON, by the file's suffix, written atomically."""
+    from fmadv.io import atomic_write
+
+    writers = {
+        ".csv": lambda t: table.to_csv(t, index=False),
+        ".parquet": lambda t: table.to_parquet(t, index=False),
+        ".json": lambda t: table.to_json(t, orient="records", indent=1),
+    }
+    atomic_write(output, writers[check_list_format(output)])
+
+
+def check_list_format(output: Path) -> str:
+    suffix = output.suffix.lower()
+    if suffix not in LIST_FORMATS:
+        raise ConfigError(f"--output must end in .csv, .parquet or .json, got {output.name}")
+    return suffix
+
+
+@dataclass
+class ComparisonRun:
+    """A finished comparison, the dataset it ran on, and the files written."""
+
+    comparison: Comparison
+    dataset: str
+    files: list[Path]
+
+
+def compare_models(
+    models: list[str],
+    out: str | Path = "runs/compare-topk",
+    k: int = 10,
+    judge: str | None = None,
+    eps_grid: tuple[float, ...] = (0.0003, 0.003),
+    support: str = "all",
+    stability_users: int = 200,
+    factors: int = 64,
+    seed: int = 0,
+    data_dir: Path | None = None,
+) -> ComparisonRun:
+    """Compare the top-k lists of saved FMs and baselines (``popularity``, ``random``,
+    ``als``, ``bpr``, ``itemknn``, in any mix) on the data and split the first FM was
+    trained on, and write the report into ``out``.
+
+    Each FM's lists are also attacked with FGSM at each budget of ``eps_grid`` for the
+    stability figure; ``factors`` and ``seed`` configure the learned baselines.
+    """
+    steps = [check_linf_eps(float(e)) for e in eps_grid]
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    loaded, baselines = _load_entries(models)
+    records = {name: model.metadata_.get("data") for name, model in loaded.items()}
+    first_name, first_model = next(iter(loaded.items()))
+    for name, record in records.items():
+        if record != records[first_name]:
+            raise ConfigError(
+                f"{name} and {first_name} were trained on different data or splits: "
+                f"{record} != {records[first_name]}"
+            )
+    dataset, _, splits = recorded_splits(first_model, data_dir)
+    interactions = Interactions.from_splits(splits)
+    recommenders = {name: FMRecommender(m, name).fit(interactions) for name, m in loaded.items()}
+    shared = {"factors": factors, "random_state": seed}
+    for name in baselines:
+        accepted = BASELINES[name]._get_param_names()
+        options = {key: value for key, value in shared.items() if key in accepted}
+        recommenders[name] = make_baseline(name, **options).fit(interactions)
+    attacks = {f"fgsm {support} {e:g}": make_attack("fgsm", e, support) for e in steps}
+    comparison = compare_topk(
+        recommenders, interactions, splits.test, k=k, judge=judge, attacks=attacks,
+        stability_users=stability_users,
+    )  # fmt: skip
+    files = write_report(comparison, out, title=f"Top-{k} comparison on {dataset}")
+    return ComparisonRun(comparison, dataset, files)
+
+
+def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]]:
+    """FM model files by display name, and baseline names, from the command's list."""
+    loaded, baselines = {}, []
+    for entry in models:
+        if entry in BASELINES:
+            baselines.append(entry)
+            continue
+        path = Path(entry)
+        if not path.is_file():
+            raise ConfigError(
+                f"{entry}: neither a model file nor a baseline ({', '.join(BASELINES)})"
+            )
+        name = path.parent.name if path.name == "model.safetensors" else path.stem
+        while name in loaded:
+            name += "'"
+        loaded[name] = FMClassifier.load(path)
+    if not loaded:
+        raise ConfigError("give at least one FM model file: it defines the dataset and split")
+    return loaded, baselines

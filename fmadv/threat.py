@@ -1,0 +1,144 @@
+"""Threat models: what an attacker may change, stated once for attacks and models alike.
+
+An attack declares its :class:`ThreatModel` (a norm ball of radius ``eps`` around the
+input, the coordinates that may move, and the space it acts in); a model that can
+evaluate some attacks exactly, such as the factorization machine, reads the same
+description and never needs to know which attack class it is serving. This module sits
+below both, beside the sparse rows and the losses.
+
+Every budget is called ``eps``, whatever its norm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from fmadv.errors import ConfigError
+
+Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
+UNIT_BOX: Bounds = (0.0, 1.0)
+UNBOUNDED: Bounds = (-math.inf, math.inf)
+
+SUPPORTS = ("all", "active")
+NORMS = ("linf", "l2", "l1")
+# What the perturbation moves: the model's inputs, or the embeddings of the row's
+# active features (APR), which have no box.
+SPACES = ("inputs", "embeddings")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """A ball of radius ``eps`` in ``norm`` around each row, restricted to ``support``.
+
+    Parameters
+    ----------
+    norm
+        ``"linf"``, ``"l2"`` or ``"l1"``, measured per row over all non-batch dimensions.
+    eps
+        The budget: the radius of the ball, before any clipping to the input box.
+    support
+        ``"all"``: every coordinate may move; ``"active"``: only the non-zero ones (on
+        binary rows: only the ones, and only down).
+    space
+        ``"inputs"`` (clipped to the input box) or ``"embeddings"`` (no box).
+    """
+
+    norm: str
+    eps: float
+    support: str = "all"
+    space: str = "inputs"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
+        check_support(self.support)
+        if self.space not in SPACES:
+            raise ConfigError(f"unknown space {self.space!r}; expected one of {SPACES}")
+        if self.norm == "linf" and self.space == "inputs":
+            check_linf_eps(self.eps)
+        else:
+            check_eps(self.eps)
+
+
+def check_support(support: str) -> str:
+    if support not in SUPPORTS:
+        raise ConfigError(f"unknown perturbation support {support!r}; expected one of {SUPPORTS}")
+    return support
+
+
+def check_linf_eps(eps: float) -> float:
+    """An L-inf budget in a unit-width box: 0 <= eps <= 1."""
+    if not 0.0 <= eps <= 1.0:
+        raise ConfigError(f"eps must lie in [0, 1] (inputs live in the unit box), got {eps}")
+    return float(eps)
+
+
+def check_eps(eps: float) -> float:
+    """A norm budget: finite and >= 0 (an L2 or L1 radius may exceed 1)."""
+    if not eps >= 0 or eps == math.inf:
+        raise ConfigError(f"the attack budget eps must be a finite number >= 0, got {eps}")
+    return float(eps)
+
+
+def clip_to_box(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    low, high = bounds
+    return torch.clamp(x, min=low, max=high)
+
+
+def unit_rows(x: torch.Tensor, tiny: float | None = None) -> torch.Tensor:
+    """Each row divided by its L2 norm over all non-batch dimensions (0 stays 0)."""
+    tiny = torch.finfo(x.dtype).tiny if tiny is None else tiny
+    return x / rows_like(x.flatten(1).norm(dim=1).clamp_min(tiny), x)
+
+
+def rows_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-row values shaped to broadcast against a batch-first tensor like ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Attackable:
+    """What the attack core asks of a model; a model overrides what differs.
+
+    The defaults describe a model on dense inputs with class logits (the image models).
+    The factorization machine overrides all of them: its batches are sparse, its one
+    score becomes two class outputs, and it evaluates single steps exactly.
+    """
+
+    def dense_inputs(self, inputs):
+        """The batch as a dense tensor, for attacks with no exact path."""
+        return inputs
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of dense rows, differentiable in x."""
+        return self(x)
+
+    def class_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Per-class outputs (batch x classes) for boundary attacks: probabilities here."""
+        return outputs.softmax(1)
+
+    def class_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The true class index of each row."""
+        return labels
+
+    def exact_attack_scores(
+        self, inputs, rho: torch.Tensor, ball: ThreatModel, lean_dtype: torch.dtype | None = None
+    ) -> torch.Tensor | None:
+        """Outputs after one steepest-ascent step to the edge of ``ball``, the step's side
+        per output given by ``rho``; None when this model has no closed form for it."""
+        return None
+
+
+def steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The direction of norm 1 (per row, in ``norm``) maximising <grad, u>; 0 where
+    grad is 0: sign(g) for L-inf, g / ||g||_2 for L2, and for L1 the signed unit vector
+    on the coordinate of largest |g|."""
+    if norm == "linf":
+        return torch.sign(grad)
+    if norm == "l2":
+        return unit_rows(grad)
+    flat = grad.flatten(1)
+    top = flat.abs().argmax(1, keepdim=True)
+    return torch.zeros_like(flat).scatter_(1, top, torch.sign(flat.gather(1, top))).view_as(grad)
