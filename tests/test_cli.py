@@ -256,3 +256,19 @@ def test_train_from_a_streamed_log(tmp_path):
                     "--label", "rating", "--out", tmp_path / "bad")  # fmt: skip
     assert_user_error(result, "missing column 'color'")
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_options_are_the_estimators_parameters_with_its_defaults():
+    """Every FMClassifier parameter is a `fmadv train` option of the same name whose
+    default is the estimator's (which comes from the component's dataclass)."""
+    import inspect
+
+    from fmadv.cli.fm import train
+
+    options = inspect.signature(train).parameters
+    defaults = FMClassifier().get_params()
+    renamed = {"random_state": "seed"}
+    for name, default in defaults.items():
+        option = options[renamed.get(name, name)]
+        value = getattr(option.default, "value", option.default)
+        assert value == default, (name, value, default)

@@ -99,6 +99,9 @@ def train(
     n_factors: Annotated[
         int, typer.Option("--n-factors", "--k", help="Latent factors per feature.")
     ] = FM["n_factors"],
+    init_std: Annotated[
+        float, typer.Option(help="Standard deviation of the initial factors.")
+    ] = FM["init_std"],
     loss: Annotated[Loss, typer.Option(help="Training loss.")] = FM["loss"],
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = FM["optimizer"],
     lr: Annotated[float, typer.Option(help="Learning rate.")] = FM["lr"],
@@ -111,6 +114,10 @@ def train(
     reg_factors: Annotated[float, typer.Option(help="L2 on active factor rows.")] = FM[
         "reg_factors"
     ],
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = FM["momentum"],
+    weight_decay: Annotated[
+        float, typer.Option(help="The optimizer's dense weight decay (prefer the reg options).")
+    ] = FM["weight_decay"],
     patience: Annotated[
         int, typer.Option(help="Stop after this many epochs without gain; 0 never stops early.")
     ] = FM["patience"],
@@ -169,15 +176,12 @@ def train(
 
     Runs on several processes under ``torchrun --nproc_per_node=N -m fmadv train ...``:
     each process takes its shard of every batch, and the first one writes the files."""
+    # Every estimator parameter is an option of the same name (a test checks it).
+    options = {name: value for name, value in locals().items() if name in FM}
     estimator = FMClassifier(
-        n_factors=n_factors, loss=loss.value, optimizer=optimizer.value, lr=lr, epochs=epochs,
-        batch_size=batch_size, reg_bias=reg_bias, reg_linear=reg_linear,
-        reg_factors=reg_factors, patience=patience, monitor=monitor.value, beta=beta, eps=eps,
-        attack=attack.value, support=support.value, adversarial_only=adversarial_only,
-        grad_noise=grad_noise, grad_noise_gamma=grad_noise_gamma,
-        grad_noise_rows=grad_noise_rows.value, attack_precision=attack_precision.value,
-        device=device, allow_real_valued=allow_real_valued, random_state=seed,
-    )  # fmt: skip
+        **{name: getattr(value, "value", value) for name, value in options.items()},
+        random_state=seed,
+    )
     data = DataSpec(
         dataset=dataset.value, data_dir=data_dir, train_file=train_file, valid_file=valid_file,
         test_file=test_file, log=log, valid_log=valid_log, label=label, threshold=threshold,
