@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from fmadv.attacks.base import Attack, RowLoss, Target, register, steepest_step
+from fmadv.attacks.base import RowLoss, SteepestStep, Target, register, steepest_step
 from fmadv.threat import UNBOUNDED, Bounds, ThreatModel
 
 
 @register
 @dataclass
-class APR(Attack):
+class APR(SteepestStep):
     """Move each row's active embeddings by eps * g / ||g||_2.
 
     Parameters
@@ -37,15 +37,9 @@ class APR(Attack):
     support: str = "active"
     name = "apr"
 
-    def __post_init__(self) -> None:
-        self.eps = self.threat.eps  # validates eps and support
-
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel("l2", self.eps, self.support, space="embeddings")
-
-    def single_step(self) -> ThreatModel:
-        return self.threat
 
     def perturb(
         self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNBOUNDED

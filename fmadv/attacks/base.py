@@ -136,3 +136,32 @@ def steepest_step(
     if ball.support == "active":
         grad = grad * (x != 0)
     return clip_to_box(x.detach() + ball.eps * steepest_ascent(grad, ball.norm), bounds)
+
+
+@dataclass
+class SteepestStep(Attack):
+    """One steepest-ascent step of the linearised loss to the edge of the ball of the
+    subclass's ``norm``, clipped to the box: the single-step attacks' shared body.
+
+    Parameters
+    ----------
+    eps
+        Radius of the ball.
+    support
+        ``"all"``: every coordinate may move; ``"active"``: only the non-zero ones (the
+        norm of the step is taken over those).
+    """
+
+    eps: float = 0.003
+    support: str = "all"
+
+    def __post_init__(self) -> None:
+        self.eps = self.threat.eps  # validates eps and support
+
+    def single_step(self) -> ThreatModel:
+        return self.threat
+
+    def perturb(
+        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
+    ) -> torch.Tensor:
+        return steepest_step(x, Target.of(target).loss, self.threat, bounds)

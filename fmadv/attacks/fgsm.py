@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from fmadv.attacks.base import Attack, RowLoss, Target, register, steepest_step
-from fmadv.threat import UNIT_BOX, Bounds, ThreatModel
+from fmadv.attacks.base import SteepestStep, register
 
 
 @register
 @dataclass
-class FGSM(Attack):
+class FGSM(SteepestStep):
     """x_adv = clip(x + eps * sign(grad_x loss), box).
 
     Parameters
@@ -32,18 +29,5 @@ class FGSM(Attack):
         binary rows: only the ones, and only down).
     """
 
-    eps: float = 0.003
-    support: str = "all"
     name = "fgsm"
     norm: ClassVar[str] = "linf"
-
-    def __post_init__(self) -> None:
-        self.eps = self.threat.eps  # validates eps and support
-
-    def single_step(self) -> ThreatModel:
-        return self.threat
-
-    def perturb(
-        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
-    ) -> torch.Tensor:
-        return steepest_step(x, Target.of(target).loss, self.threat, bounds)

@@ -11,15 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from fmadv.attacks.base import Attack, RowLoss, Target, register, steepest_step
-from fmadv.threat import UNIT_BOX, Bounds, ThreatModel
+from fmadv.attacks.base import SteepestStep, register
 
 
 @register
 @dataclass
-class L2Step(Attack):
+class L2Step(SteepestStep):
     """x_adv = clip(x + eps * g / ||g||_2, box), g the gradient of the row's loss.
 
     Parameters
@@ -31,18 +28,5 @@ class L2Step(Attack):
         over those).
     """
 
-    eps: float = 0.003
-    support: str = "all"
     name = "l2"
     norm: ClassVar[str] = "l2"
-
-    def __post_init__(self) -> None:
-        self.eps = self.threat.eps  # validates eps and support
-
-    def single_step(self) -> ThreatModel:
-        return self.threat
-
-    def perturb(
-        self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
-    ) -> torch.Tensor:
-        return steepest_step(x, Target.of(target).loss, self.threat, bounds)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
 from fmadv.recommend.baselines.base import (
-    Baseline,
+    FactorBaseline,
     check_float,
     check_int,
     check_seed,
-    factor_scores,
-    quiet_implicit,
     register,
 )
 
 
 @register
-class ALS(Baseline):
+class ALS(FactorBaseline):
     """Alternating least squares for implicit feedback, from the implicit library.
 
     Hu, Koren and Volinsky, "Collaborative Filtering for Implicit Feedback Datasets",
@@ -50,7 +47,6 @@ class ALS(Baseline):
     """
 
     name = "als"
-    cold_fallback = True
 
     def __init__(
         self,
@@ -66,24 +62,16 @@ class ALS(Baseline):
         self.confidence = confidence
         self.random_state = random_state
 
-    def _learn(self, liked: sp.csr_matrix) -> None:
+    def _implicit_model(self, liked: sp.csr_matrix):
         check_int("factors", self.factors, 1)
         check_float("regularization", self.regularization, positive=False)
         check_int("iterations", self.iterations, 1)
         check_float("confidence", self.confidence, positive=True)
         check_seed(self.random_state)
-        with quiet_implicit():
-            model = AlternatingLeastSquares(
-                factors=int(self.factors),
-                regularization=float(self.regularization),
-                alpha=float(self.confidence),
-                iterations=int(self.iterations),
-                random_state=self.random_state,
-            )
-            model.fit(liked, show_progress=False)
-        self.model_ = model
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-
-    def _user_scores(self, users: np.ndarray) -> np.ndarray:
-        return factor_scores(self.user_factors_[users], self.item_factors_)
+        return AlternatingLeastSquares(
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=float(self.confidence),
+            iterations=int(self.iterations),
+            random_state=self.random_state,
+        )

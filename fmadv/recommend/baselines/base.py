@@ -142,6 +142,29 @@ def factor_scores(user_factors: np.ndarray, item_factors: np.ndarray) -> np.ndar
     return (users @ items.T).numpy()
 
 
+class FactorBaseline(Baseline):
+    """A baseline whose implicit model learns user and item factors; the score of item i
+    for user u is ``user_factors_[u] @ item_factors_[i]``, and users who liked nothing
+    get the popularity scores."""
+
+    cold_fallback = True
+
+    def _implicit_model(self, liked: sp.csr_matrix):
+        """The unfitted implicit model, after checking the hyperparameters."""
+        raise NotImplementedError
+
+    def _learn(self, liked: sp.csr_matrix) -> None:
+        with quiet_implicit():
+            model = self._implicit_model(liked)
+            model.fit(liked, show_progress=False)
+        self.model_ = model
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def _user_scores(self, users: np.ndarray) -> np.ndarray:
+        return factor_scores(self.user_factors_[users], self.item_factors_)
+
+
 BASELINES: dict[str, type[Baseline]] = {}
 
 

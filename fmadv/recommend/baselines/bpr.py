@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
 from fmadv.errors import ConfigError
 from fmadv.recommend.baselines.base import (
-    Baseline,
+    FactorBaseline,
     check_float,
     check_int,
     check_seed,
-    factor_scores,
-    quiet_implicit,
     register,
 )
 
 
 @register
-class BPR(Baseline):
+class BPR(FactorBaseline):
     """Bayesian personalized ranking, from the implicit library.
 
     Rendle, Freudenthaler, Gantner and Schmidt-Thieme, "BPR: Bayesian Personalized
@@ -55,7 +52,6 @@ class BPR(Baseline):
     """
 
     name = "bpr"
-    cold_fallback = True
 
     def __init__(
         self,
@@ -71,7 +67,7 @@ class BPR(Baseline):
         self.iterations = iterations
         self.random_state = random_state
 
-    def _learn(self, liked: sp.csr_matrix) -> None:
+    def _implicit_model(self, liked: sp.csr_matrix):
         check_int("factors", self.factors, 1)
         check_float("learning_rate", self.learning_rate, positive=True)
         check_float("regularization", self.regularization, positive=False)
@@ -79,19 +75,11 @@ class BPR(Baseline):
         check_seed(self.random_state)
         if liked.nnz == 0:
             raise ConfigError("BPR needs at least one liked (user, item) pair")
-        with quiet_implicit():
-            model = BayesianPersonalizedRanking(
-                factors=int(self.factors),
-                learning_rate=float(self.learning_rate),
-                regularization=float(self.regularization),
-                iterations=int(self.iterations),
-                num_threads=1,  # lock-free parallel SGD is not reproducible
-                random_state=self.random_state,
-            )
-            model.fit(liked, show_progress=False)
-        self.model_ = model
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-
-    def _user_scores(self, users: np.ndarray) -> np.ndarray:
-        return factor_scores(self.user_factors_[users], self.item_factors_)
+        return BayesianPersonalizedRanking(
+            factors=int(self.factors),
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=int(self.iterations),
+            num_threads=1,  # lock-free parallel SGD is not reproducible
+            random_state=self.random_state,
+        )
