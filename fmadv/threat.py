@@ -22,6 +22,8 @@ Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
 UNIT_BOX: Bounds = (0.0, 1.0)
 UNBOUNDED: Bounds = (-math.inf, math.inf)
 
+# The budget when none is given: the FM blog's FGSM step in the unit box.
+DEFAULT_EPS = 0.003
 SUPPORTS = ("all", "active")
 NORMS = ("linf", "l2", "l1")
 # What the perturbation moves: the model's inputs, or the embeddings of the row's

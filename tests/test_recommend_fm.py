@@ -60,7 +60,7 @@ class TestAttackedFMRecommender(RecommenderContract):
 
     def make(self):
         from fmadv.attacks import FGSM
-        from fmadv.recommend.stability import AttackedFMRecommender
+        from fmadv.recommend.fm import AttackedFMRecommender
 
         return AttackedFMRecommender(self.base, FGSM(0.05))
 
@@ -70,7 +70,8 @@ def test_attacked_scores_equal_the_attack_on_full_rows(classifier, interactions)
 
     from fmadv.attacks import FGSM, adversarial_scores
     from fmadv.losses import logistic
-    from fmadv.recommend.stability import AttackedFMRecommender, stability
+    from fmadv.recommend.fm import AttackedFMRecommender
+    from fmadv.recommend.stability import stability
     from fmadv.sparse import SparseBatch
 
     base = FMRecommender(classifier).fit(interactions)

@@ -23,7 +23,14 @@ from typing import ClassVar
 import torch
 
 from fmadv.errors import ConfigError
-from fmadv.threat import UNIT_BOX, Bounds, ThreatModel, clip_to_box, steepest_ascent
+from fmadv.threat import (
+    DEFAULT_EPS,
+    UNIT_BOX,
+    Bounds,
+    ThreatModel,
+    clip_to_box,
+    steepest_ascent,
+)
 
 RowLoss = Callable[[torch.Tensor], torch.Tensor]
 # Maps inputs to per-class outputs (batch x classes), for attacks that need more than
@@ -152,7 +159,7 @@ class SteepestStep(Attack):
         norm of the step is taken over those).
     """
 
-    eps: float = 0.003
+    eps: float = DEFAULT_EPS
     support: str = "all"
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from fmadv.attacks.base import Attack, Outputs, RowLoss, Target, register
 from fmadv.errors import ConfigError
-from fmadv.threat import UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
+from fmadv.threat import DEFAULT_EPS, UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
 
 NORMS = ("l2", "linf", "l1")
 
@@ -65,7 +65,7 @@ class MinimalStep(Attack):
     zero gradient for every j (no linearised boundary in reach) does not move.
     """
 
-    eps: float = 0.003
+    eps: float = DEFAULT_EPS
     support: str = "all"
     norm: str = "l2"
     name = "minimal-step"

@@ -15,7 +15,7 @@ import torch
 
 from fmadv.attacks.base import Attack, RowLoss, Target, register
 from fmadv.errors import ConfigError
-from fmadv.threat import UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
+from fmadv.threat import DEFAULT_EPS, UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
 
 NORMS = ("linf", "l2")
 
@@ -66,7 +66,7 @@ class PGD(Attack):
     eval mode): the per-row choice compares rows of one batched call.
     """
 
-    eps: float = 0.003
+    eps: float = DEFAULT_EPS
     support: str = "all"
     norm: str = "linf"
     steps: int = 10

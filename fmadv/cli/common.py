@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -79,6 +80,17 @@ DataDir = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+
+
+def defaults_of(function) -> dict:
+    """The defaults of a library function's parameters: a command that calls it once
+    takes its option defaults from here, so the two never disagree."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()}
+
+
+def number_text(values: Iterable[float]) -> str:
+    """The comma-separated form of a default list of numbers, for an option's default."""
+    return ",".join(f"{value:g}" for value in values)
 
 
 def number_list(text: str, option: str) -> tuple[float, ...]:

@@ -27,8 +27,10 @@ from fmadv.cli.common import (
     Support,
     app,
     console,
+    defaults_of,
     metrics_table,
     number_list,
+    number_text,
     user_errors,
 )
 from fmadv.estimators.fm import FMClassifier
@@ -37,6 +39,7 @@ from fmadv.runs.data import DataSpec
 from fmadv.runs.fm import evaluate_fm, predict_fm, robustness_fm, train_fm
 
 FM = FMClassifier().get_params()
+ROBUSTNESS = defaults_of(robustness_fm)
 ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
 
 
@@ -259,11 +262,11 @@ def robustness(
     model_path: ModelPath,
     eps: Annotated[
         float, typer.Option("--eps", "--alpha", help="Attack budget for the summary table.")
-    ] = 0.003,
+    ] = ROBUSTNESS["eps"],
     eps_grid: Annotated[
         str,
         typer.Option("--eps-grid", "--alphas", help="Comma-separated budgets for the curve."),
-    ] = "0,0.001,0.003,0.01,0.03,0.1",
+    ] = number_text(ROBUSTNESS["eps_grid"]),
     attack: Annotated[
         AttackName | None, typer.Option(help="Attack; default: the one the model trained with.")
     ] = None,

@@ -15,7 +15,9 @@ from fmadv.cli.common import (
     Support,
     app,
     console,
+    defaults_of,
     number_list,
+    number_text,
     user_errors,
 )
 from fmadv.errors import ConfigError
@@ -26,6 +28,7 @@ COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage
 COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lower_own",
                         "only_a_hit_rate", "only_b_hit_rate")  # fmt: skip
 SHOWN_USERS = 20
+RECOMMEND, COMPARE = defaults_of(recommend_lists), defaults_of(compare_models)
 
 
 def _frame_table(frame, title: str, columns) -> Table:
@@ -46,7 +49,7 @@ def recommend(
     users: Annotated[
         str, typer.Option(help="Comma-separated raw user ids; default: every user.")
     ] = "",
-    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = RECOMMEND["k"],
     include_seen: Annotated[
         bool, typer.Option(help="Allow items the user already has in the training data.")
     ] = False,
@@ -93,10 +96,10 @@ def compare_topk_command(
             help="Model files (.safetensors) and baselines: popularity, random, als, bpr, itemknn.",
         ),
     ],
-    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="List length.")] = COMPARE["k"],
     out: Annotated[
         Path, typer.Option(help="Folder for report.md, CSV, JSON and PNG plots.")
-    ] = Path("runs/compare-topk"),
+    ] = Path(COMPARE["out"]),
     judge: Annotated[
         str | None,
         typer.Option(help="Model whose predicted preference scores every list; default: first FM."),
@@ -108,15 +111,19 @@ def compare_topk_command(
             "--alphas",
             help="FGSM budgets for the stability of the FMs' lists (comma-separated).",
         ),
-    ] = "0.0003,0.003",
+    ] = number_text(COMPARE["eps_grid"]),
     support: Annotated[
         Support, typer.Option(help="Features the stability attack moves.")
-    ] = Support.all,
+    ] = COMPARE["support"],
     stability_users: Annotated[
         int, typer.Option(help="Users whose lists are attacked for the stability figure.")
-    ] = 200,
-    factors: Annotated[int, typer.Option(help="Latent factors of the ALS and BPR baselines.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the random and learned baselines.")] = 0,
+    ] = COMPARE["stability_users"],
+    factors: Annotated[
+        int, typer.Option(help="Latent factors of the ALS and BPR baselines.")
+    ] = COMPARE["factors"],
+    seed: Annotated[int, typer.Option(help="Seed of the random and learned baselines.")] = COMPARE[
+        "seed"
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Compare the top-k lists of FMs and baselines: ranking metrics, overlap, preference

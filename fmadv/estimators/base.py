@@ -61,7 +61,10 @@ class Estimator:
         return component(**{**values, **overrides})
 
 
-def default(component: type, name: str) -> Any:
-    """The default of field ``name`` of the dataclass ``component``: estimators take
-    their parameters' defaults from here rather than writing them again."""
-    return {f.name: f.default for f in dataclasses.fields(component)}[name]
+def default(component: Any, name: str) -> Any:
+    """The default of ``name`` in ``component``: a field of a dataclass, or a parameter
+    of a class or function. Estimators and commands take their defaults from here rather
+    than writing them again."""
+    if dataclasses.is_dataclass(component):
+        return {f.name: f.default for f in dataclasses.fields(component)}[name]
+    return inspect.signature(component).parameters[name].default

@@ -96,8 +96,8 @@ class FMClassifier(Estimator):
     def __init__(
         self,
         *,
-        n_factors: int = 16,
-        init_std: float = 0.01,
+        n_factors: int = default(FactorizationMachine, "n_factors"),
+        init_std: float = default(FactorizationMachine, "init_std"),
         allow_real_valued: bool = False,
         loss: str = default(TrainConfig, "loss"),
         optimizer: str = default(TrainConfig, "optimizer"),

@@ -23,6 +23,9 @@ class Recommender(ABC):
     """Fit on :class:`Interactions`, then rank items for users (all ids are indices)."""
 
     name: str = ""
+    #: Scores are predicted preferences on a common scale (an FM's y_hat), so this model
+    #: can judge other models' lists.
+    predicts_preference: bool = False
 
     def fit(self, interactions: Interactions) -> Recommender:
         """Learn from the training interactions; returns self."""
@@ -32,6 +35,11 @@ class Recommender(ABC):
 
     @abstractmethod
     def _fit(self, interactions: Interactions) -> None: ...
+
+    def under_attack(self, attack) -> Recommender | None:
+        """This fitted recommender with its inputs attacked before scoring, or None when
+        it has no inputs an attack can move (the baselines)."""
+        return None
 
     @abstractmethod
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:

@@ -24,7 +24,6 @@ from fmadv.errors import ConfigError
 from fmadv.io import atomic_write
 from fmadv.metrics import ranking, topk
 from fmadv.recommend.base import Recommender
-from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.interactions import Interactions
 from fmadv.recommend.stability import stability
 from fmadv.reports import markdown_table
@@ -107,9 +106,9 @@ def compare_topk(
     genres = item_genres(interactions)
     profile = None if genres is None else topk.user_genre_profile(interactions.liked[users], genres)
 
-    fms = [name for name, model in recommenders.items() if isinstance(model, FMRecommender)]
-    if judge is None and fms:
-        judge = fms[0]
+    judges = [name for name, model in recommenders.items() if model.predicts_preference]
+    if judge is None and judges:
+        judge = judges[0]
     if judge is not None and judge not in recommenders:
         raise ConfigError(f"judge {judge!r} is not among the compared models {list(recommenders)}")
     judge_scores = None if judge is None else recommenders[judge].score(users).numpy()
@@ -131,7 +130,7 @@ def compare_topk(
             per_user[name]["judged_preference"] = topk.list_mean(ids, judge_scores)
             row["judged_preference"] = _mean(per_user[name]["judged_preference"])
         for label, attack in (attacks or {}).items():
-            if isinstance(model, FMRecommender):
+            if model.under_attack(attack) is not None:
                 _, _, kept = stability(model, attack, users[:stability_users], k)
                 per_user[name][f"stability {label}"] = kept
                 row[f"stability {label}"] = float(kept.mean())

@@ -14,11 +14,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fmadv.attacks.base import Attack
+from fmadv.attacks.core import adversarial_scores
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
+from fmadv.losses import logistic
 from fmadv.recommend.base import Recommender
 from fmadv.recommend.interactions import Interactions
 from fmadv.sparse import SparseBatch
+
+ROWS_PER_CALL = 8192
 
 
 class FMRecommender(Recommender):
@@ -35,6 +40,8 @@ class FMRecommender(Recommender):
     name
         Label in reports.
     """
+
+    predicts_preference = True
 
     def __init__(self, model: FMClassifier, name: str = "fm"):
         self.model = model
@@ -92,3 +99,55 @@ class FMRecommender(Recommender):
                 torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
             ]
         return self.user_table_[users] @ item_table.T
+
+    def under_attack(self, attack: Attack) -> AttackedFMRecommender:
+        return AttackedFMRecommender(self, attack).fit()
+
+
+class AttackedFMRecommender(Recommender):
+    """An FM recommender whose every (user, item) row is attacked before scoring.
+
+    There is no label for an unseen item, so each row is attacked against the model's own
+    prediction (sign of its score) under the logistic loss: every score is pushed towards
+    the decision boundary, top items down and bottom items up, which is what disturbs a
+    ranking most. The clean recommender must be fitted; its interactions are reused.
+
+    Parameters
+    ----------
+    base
+        The fitted FM recommender.
+    attack
+        FGSM, L2 step or APR, as in training.
+    """
+
+    def __init__(self, base: FMRecommender, attack: Attack):
+        self.base = base
+        self.attack = attack
+        self.name = f"{base.name} under {attack.name} eps={attack.eps}"
+
+    def _fit(self, interactions) -> None:
+        self.base._check_fitted()
+
+    def fit(self, interactions=None) -> AttackedFMRecommender:
+        """Reuse the base recommender's interactions (``interactions`` is ignored)."""
+        self.interactions_ = self.base.interactions_
+        return self
+
+    @torch.no_grad()
+    def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
+        self._check_fitted()
+        inter = self.interactions_
+        fm = self.base.model.model_
+        items = np.arange(inter.n_items) if items is None else np.asarray(items, dtype=np.int64)
+        users = np.asarray(user_ids, dtype=np.int64)
+        pairs_user = np.repeat(users, len(items))
+        pairs_item = np.tile(items, len(users))
+        scores = []
+        for start in range(0, len(pairs_user), ROWS_PER_CALL):
+            part = slice(start, start + ROWS_PER_CALL)
+            rows = inter.user_features[pairs_user[part]] + inter.item_features[pairs_item[part]]
+            batch = SparseBatch(rows, fm.bias.device)
+            clean = fm(batch)
+            labels = torch.where(clean >= 0, 1.0, -1.0).to(clean.dtype)
+            scores.append(adversarial_scores(fm, batch, labels, logistic, self.attack, clean=clean))
+        return torch.cat(scores).reshape(len(users), len(items))

@@ -24,7 +24,7 @@ from fmadv.plots import plot_flip_curves
 from fmadv.runs.data import DataSpec, labelled_rows, load_training_rows, read_libfm_rows
 from fmadv.runs.folder import RunFolder, is_main_process, write_json
 from fmadv.runs.progress import epoch_progress
-from fmadv.threat import check_linf_eps
+from fmadv.threat import DEFAULT_EPS, check_linf_eps
 
 
 def train_fm(
@@ -164,7 +164,7 @@ class RobustnessResult:
 
 def robustness_fm(
     model_path: str | Path,
-    eps: float = 0.003,
+    eps: float = DEFAULT_EPS,
     eps_grid: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1),
     attack: str | None = None,
     support: str | None = None,

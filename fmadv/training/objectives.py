@@ -26,7 +26,7 @@ from fmadv.attacks.core import attacked_forward, perturb_dense
 from fmadv.errors import ConfigError
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
-from fmadv.threat import UNBOUNDED, UNIT_BOX, Bounds, unit_rows
+from fmadv.threat import DEFAULT_EPS, UNBOUNDED, UNIT_BOX, Bounds, unit_rows
 from fmadv.training.loop import Objective, clean_objective
 from fmadv.training.seeded import SeededGenerator
 
@@ -103,7 +103,7 @@ class AdversarialConfig:
     """
 
     beta: float = 0.0
-    eps: float = 0.003
+    eps: float = DEFAULT_EPS
     attack: str = "fgsm"
     support: str = "all"
     adversarial_only: bool = False
