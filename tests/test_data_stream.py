@@ -14,9 +14,11 @@ from fmadv.data.features import FeatureMap, frame_to_dataset
 from fmadv.data.stream import StreamingLog, scan_log, stream_feature_map
 from fmadv.data.synthetic import write_synthetic_log
 from fmadv.errors import ConfigError, DataError
+from fmadv.evaluation.predict import predict_scores
 from fmadv.metrics.classification import auc
 from fmadv.models.fm import FactorizationMachine
-from fmadv.training.loop import TrainConfig, fit_loop, iterate_batches, predict_scores
+from fmadv.training.fm import iterate_batches
+from fmadv.training.loop import TrainConfig, fit_loop
 
 FIELDS = ["user", "item", "segment", "category"]
 

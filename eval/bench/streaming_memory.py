@@ -71,7 +71,8 @@ def worker(args: argparse.Namespace) -> dict:
     from fmadv.data.features import frame_to_dataset
     from fmadv.data.stream import StreamingLog, stream_feature_map
     from fmadv.models.fm import FactorizationMachine
-    from fmadv.training.loop import TrainConfig, fit_loop, shuffled_batches
+    from fmadv.training.fm import shuffled_batches
+    from fmadv.training.loop import TrainConfig, fit_loop
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -605,7 +605,7 @@ class StreamingLog:
             next batch.
         rng : numpy.random.Generator, optional
             Without it, rows come in file order (the batches of
-            :func:`~fmadv.training.loop.iterate_batches` over the whole log). With it,
+            :func:`~fmadv.training.fm.iterate_batches` over the whole log). With it,
             a seeded shuffle buffer: ``shuffle_chunks`` chunks (plus the leftover rows of
             the previous buffer) are pooled and permuted, and the pooled rows are served
             before the next chunks are read; for Parquet the row groups are also visited

@@ -13,6 +13,7 @@ from fmadv.attacks import Attack
 from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.estimators.base import Estimator, default
+from fmadv.evaluation.predict import predict_scores
 from fmadv.evaluation.robustness import attacked_scores
 from fmadv.io import load_tensors, save_tensors
 from fmadv.losses import get_loss
@@ -20,14 +21,12 @@ from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.threat import check_linf_eps
 from fmadv.training.device import resolve_device
+from fmadv.training.fm import fit_fm, shuffled_batches
 from fmadv.training.loop import (
     History,
     Objective,
     StepHook,
     TrainConfig,
-    fit_fm,
-    predict_scores,
-    shuffled_batches,
 )
 from fmadv.training.objectives import AdversarialConfig
 from fmadv.training.regularizers import GradientNoise
@@ -176,7 +175,7 @@ class FMClassifier(Estimator):
     ) -> FMClassifier:
         """Learn the model from rows X and labels y; ``eval_set`` drives early stopping.
 
-        ``fit_options`` go to :func:`fmadv.training.loop.fit_fm` (progress callbacks,
+        ``fit_options`` go to :func:`fmadv.training.fm.fit_fm` (progress callbacks,
         checkpoint, resume, callbacks).
         """
         self.validate()

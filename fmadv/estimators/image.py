@@ -32,7 +32,8 @@ from torch import nn
 from fmadv.attacks import Attack, make_attack
 from fmadv.data.image_prep import PreparedImages, batches
 from fmadv.errors import ConfigError, ModelFileError
-from fmadv.evaluation.images import adversarial_examples, predict_logits
+from fmadv.evaluation.images import adversarial_examples
+from fmadv.evaluation.predict import predict_logits
 from fmadv.io import load_tensors, save_tensors
 from fmadv.metrics.images import confidence_report
 from fmadv.models.image import IMAGE_MODELS, ImageModel, make_image_model

@@ -9,22 +9,13 @@ from torch import nn
 
 from fmadv.attacks.base import Attack
 from fmadv.attacks.core import perturb_dense
-from fmadv.evaluation.batches import in_batches
+from fmadv.evaluation.predict import in_batches, predict_logits
 from fmadv.losses import cross_entropy
 from fmadv.metrics.images import confidence_report
 from fmadv.threat import Bounds
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of every row, in eval mode and without gradients, on the model's device."""
-
-    def logits(rows: slice, device: torch.device) -> torch.Tensor:
-        return model(x[rows].to(device)).cpu()
-
-    return torch.cat(in_batches(model, len(x), batch_size, logits))
-
-
 def adversarial_examples(
     model: nn.Module,
     x: torch.Tensor,

@@ -10,7 +10,7 @@ import torch
 
 from fmadv.attacks.base import Attack
 from fmadv.attacks.core import attacked_forward
-from fmadv.evaluation.batches import in_batches
+from fmadv.evaluation.predict import in_batches
 from fmadv.losses import LossFn
 from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine

@@ -25,7 +25,8 @@ from fmadv.estimators.image import (
     image_attack,
     train_image_classifier,
 )
-from fmadv.evaluation.images import accuracy_curve, attack_report, predict_logits
+from fmadv.evaluation.images import accuracy_curve, attack_report
+from fmadv.evaluation.predict import predict_logits
 from fmadv.io import atomic_write
 from fmadv.metrics.images import confidence_report
 from fmadv.plots import plot_accuracy_curves

@@ -6,7 +6,7 @@ the same way), and what happens between ``backward`` and ``optimizer.step`` is a
 :class:`StepHook` (gradient noise, for one). Logging, progress, early stopping and
 checkpoints are callbacks (:mod:`fmadv.training.callbacks`).
 
-:func:`fit_fm` and :func:`fit` put the factorization machine on the loop.
+:mod:`fmadv.training.fm` puts the factorization machine on it.
 """
 
 from __future__ import annotations
@@ -19,15 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from fmadv.errors import ConfigError
 from fmadv.losses import LossFn, get_loss
-from fmadv.metrics.classification import classification_report
-from fmadv.models.fm import FactorizationMachine
-from fmadv.sparse import SparseBatch
 from fmadv.training.callbacks import (
     Callback,
     Checkpoint,
@@ -112,38 +108,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=config.lr, weight_decay=decay)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
-
-
-def iterate_batches(
-    X: sp.csr_matrix,
-    y: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-    order: np.ndarray | None = None,
-):
-    """Yield (SparseBatch, labels) over the rows of X in ``order`` (default: as stored)."""
-    n_rows = X.shape[0]
-    order = np.arange(n_rows) if order is None else order
-    for start in range(0, n_rows, batch_size):
-        rows = order[start : start + batch_size]
-        labels = torch.from_numpy(np.asarray(y[rows], dtype=np.float32)).to(device)
-        yield SparseBatch(X[rows], device), labels
-
-
-@torch.no_grad()
-def predict_scores(
-    model: FactorizationMachine, X: sp.csr_matrix, batch_size: int = 65536
-) -> np.ndarray:
-    """Scores y_hat for every row of X, computed in batches on the model's device."""
-    device = model.bias.device
-    was_training = model.training
-    model.eval()
-    parts = [
-        model(SparseBatch(X[start : start + batch_size], device)).cpu().numpy()
-        for start in range(0, X.shape[0], batch_size)
-    ]
-    model.train(was_training)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 BatchSource = Callable[[np.random.Generator, torch.device], Iterable[tuple[Any, torch.Tensor]]]
@@ -330,47 +294,3 @@ def fit_loop(
     for callback in run:
         callback.on_train_end(state)
     return state.history
-
-
-def fit_fm(
-    model: FactorizationMachine,
-    batches: BatchSource,
-    n_rows: int,
-    valid: tuple[sp.csr_matrix, np.ndarray] | None,
-    config: TrainConfig,
-    objective: Objective = clean_objective,
-    hooks: Sequence[StepHook] = (),
-    log_path: str | Path | None = None,
-    on_step: Callable[[int, int], None] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
-    callbacks: Sequence[Callback] = (),
-) -> History:
-    """:func:`fit_loop` for a factorization machine fed by any source of CSR batches.
-
-    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty acts
-    on the rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
-    """
-
-    def evaluate(fm: nn.Module) -> dict[str, float]:
-        return classification_report(valid[1], predict_scores(fm, valid[0]))
-
-    def penalty(fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
-        l2 = fm.l2_penalty(batch, config.reg_linear, config.reg_factors)
-        return l2 + config.reg_bias * fm.bias.square()
-
-    return fit_loop(
-        model, batches, n_rows, evaluate if valid is not None else None, config,
-        objective, hooks, penalty, log_path, on_step, on_epoch, checkpoint, resume, callbacks,
-    )  # fmt: skip
-
-
-def shuffled_batches(X: sp.csr_matrix, y: np.ndarray, batch_size: int) -> BatchSource:
-    """The batch source of in-memory CSR rows: each epoch in an order drawn from the
-    loop's seeded generator."""
-
-    def batches(rng: np.random.Generator, device: torch.device):
-        return iterate_batches(X, y, batch_size, device, rng.permutation(X.shape[0]))
-
-    return batches

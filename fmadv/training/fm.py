@@ -1,0 +1,70 @@
+"""The factorization machine on the fit loop: its batches, its validation, its penalty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from fmadv.evaluation.predict import predict_scores
+from fmadv.metrics.classification import classification_report
+from fmadv.models.fm import FactorizationMachine
+from fmadv.sparse import SparseBatch
+from fmadv.training.callbacks import History
+from fmadv.training.loop import BatchSource, TrainConfig, fit_loop
+
+
+def iterate_batches(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    order: np.ndarray | None = None,
+):
+    """Yield (SparseBatch, labels) over the rows of X in ``order`` (default: as stored)."""
+    n_rows = X.shape[0]
+    order = np.arange(n_rows) if order is None else order
+    for start in range(0, n_rows, batch_size):
+        rows = order[start : start + batch_size]
+        labels = torch.from_numpy(np.asarray(y[rows], dtype=np.float32)).to(device)
+        yield SparseBatch(X[rows], device), labels
+
+
+def shuffled_batches(X: sp.csr_matrix, y: np.ndarray, batch_size: int) -> BatchSource:
+    """The batch source of in-memory CSR rows: each epoch in an order drawn from the
+    loop's seeded generator."""
+
+    def batches(rng: np.random.Generator, device: torch.device):
+        return iterate_batches(X, y, batch_size, device, rng.permutation(X.shape[0]))
+
+    return batches
+
+
+def fit_fm(
+    model: FactorizationMachine,
+    batches: BatchSource,
+    n_rows: int,
+    valid: tuple[sp.csr_matrix, np.ndarray] | None,
+    config: TrainConfig,
+    **options: Any,
+) -> History:
+    """:func:`~fmadv.training.loop.fit_loop` for a factorization machine fed by any
+    source of CSR batches; ``options`` are the loop's (objective, hooks, logging,
+    progress, checkpoint, resume, callbacks).
+
+    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty acts
+    on the rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
+    """
+
+    def evaluate(fm: nn.Module) -> dict[str, float]:
+        return classification_report(valid[1], predict_scores(fm, valid[0]))
+
+    def penalty(fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
+        l2 = fm.l2_penalty(batch, config.reg_linear, config.reg_factors)
+        return l2 + config.reg_bias * fm.bias.square()
+
+    evaluate_or_none = evaluate if valid is not None else None
+    return fit_loop(model, batches, n_rows, evaluate_or_none, config, penalty=penalty, **options)
