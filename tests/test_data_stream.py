@@ -17,7 +17,7 @@ from fmadv.errors import ConfigError, DataError
 from fmadv.evaluation.predict import predict_scores
 from fmadv.metrics.classification import auc
 from fmadv.models.fm import FactorizationMachine
-from fmadv.training.fm import iterate_batches
+from fmadv.training.fm import FMPenalty, iterate_batches
 from fmadv.training.loop import TrainConfig, fit_loop
 
 FIELDS = ["user", "item", "segment", "category"]
@@ -341,8 +341,7 @@ def test_fit_loop_on_a_streamed_log(planted: Path, tmp_path: Path) -> None:
     )
     config = TrainConfig(epochs=4, batch_size=256, lr=0.03, device="cpu", seed=0)
 
-    def penalty(model: FactorizationMachine, batch) -> torch.Tensor:
-        return model.l2_penalty(batch, config.reg_linear, config.reg_factors)
+    penalty = FMPenalty()
 
     def train(batches) -> FactorizationMachine:
         model = FactorizationMachine(fmap.n_features, 4, 0.01, torch.Generator().manual_seed(0))

@@ -112,7 +112,7 @@ def test_bad_rows_and_labels_are_rejected():
 )
 def test_bad_hyperparameters_fail_before_training(options, message):
     with pytest.raises(ConfigError, match=message):
-        FMClassifier(**options).train_config().validate()
+        FMClassifier(**options).validate()
 
 
 def test_unknown_hyperparameters_are_refused():

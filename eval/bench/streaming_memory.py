@@ -71,7 +71,7 @@ def worker(args: argparse.Namespace) -> dict:
     from fmadv.data.features import frame_to_dataset
     from fmadv.data.stream import StreamingLog, stream_feature_map
     from fmadv.models.fm import FactorizationMachine
-    from fmadv.training.fm import shuffled_batches
+    from fmadv.training.fm import FMPenalty, shuffled_batches
     from fmadv.training.loop import TrainConfig, fit_loop
 
     if args.threads:
@@ -100,9 +100,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     model = FactorizationMachine(fmap.n_features, args.k, 0.01, torch.Generator().manual_seed(0))
 
-    def penalty(fm: FactorizationMachine, batch) -> torch.Tensor:
-        return fm.l2_penalty(batch, config.reg_linear, config.reg_factors)
-
+    penalty = FMPenalty()
     trained = time.perf_counter()
     history = fit_loop(model, batches, n_rows, None, config, penalty=penalty)
     done = time.perf_counter()

@@ -21,7 +21,7 @@ from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.threat import check_linf_eps
 from fmadv.training.device import resolve_device
-from fmadv.training.fm import fit_fm, shuffled_batches
+from fmadv.training.fm import FMPenalty, fit_fm, shuffled_batches
 from fmadv.training.loop import (
     History,
     Objective,
@@ -75,9 +75,11 @@ class FMClassifier(Estimator):
         Standard deviation of the initial factors.
     allow_real_valued
         Accept feature values other than 0 and 1.
-    loss, optimizer, lr, epochs, batch_size, reg_bias, reg_linear, reg_factors, patience,
-    monitor, momentum, weight_decay, device
+    loss, optimizer, lr, epochs, batch_size, patience, monitor, momentum, weight_decay,
+    device
         The fit loop's settings (see :class:`~fmadv.training.loop.TrainConfig`).
+    reg_bias, reg_linear, reg_factors
+        L2 on the bias and on the active rows (see :class:`~fmadv.training.fm.FMPenalty`).
     beta, eps, attack, support, adversarial_only, attack_precision
         Adversarial training: loss(x) + beta * loss(x_adv), x_adv made by ``attack``
         with budget ``eps`` over ``support`` (see
@@ -103,9 +105,9 @@ class FMClassifier(Estimator):
         lr: float = default(TrainConfig, "lr"),
         epochs: int = default(TrainConfig, "epochs"),
         batch_size: int = default(TrainConfig, "batch_size"),
-        reg_bias: float = default(TrainConfig, "reg_bias"),
-        reg_linear: float = default(TrainConfig, "reg_linear"),
-        reg_factors: float = default(TrainConfig, "reg_factors"),
+        reg_bias: float = default(FMPenalty, "reg_bias"),
+        reg_linear: float = default(FMPenalty, "reg_linear"),
+        reg_factors: float = default(FMPenalty, "reg_factors"),
         patience: int = default(TrainConfig, "patience"),
         monitor: str = default(TrainConfig, "monitor"),
         momentum: float = default(TrainConfig, "momentum"),
@@ -154,6 +156,7 @@ class FMClassifier(Estimator):
     def validate(self) -> None:
         """Check every hyperparameter, before any data is read."""
         self.train_config().validate()
+        self.config(FMPenalty)
         self.objective()
         self.hooks()
 
@@ -209,7 +212,8 @@ class FMClassifier(Estimator):
         self.n_features_in_ = n_features
         self.history_: History = fit_fm(
             self.model_, batches, n_rows, valid, self.train_config(),
-            objective=self.objective(), hooks=self.hooks(), log_path=log_path, **fit_options,
+            penalty=self.config(FMPenalty), objective=self.objective(), hooks=self.hooks(),
+            log_path=log_path, **fit_options,
         )  # fmt: skip
         return self
 

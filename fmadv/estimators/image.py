@@ -48,11 +48,10 @@ from fmadv.training.objectives import (
 IMAGE_FORMAT = "fmadv.image"
 
 # The fit loop as the image papers run it: SGD with momentum on batches of 100, the
-# cross-entropy, early stopping on validation accuracy when asked for, and none of the
-# FM's L2 penalties on active rows.
+# cross-entropy, and early stopping on validation accuracy when asked for.
 IMAGE_LOOP = TrainConfig(
     epochs=10, batch_size=100, lr=0.01, optimizer="sgd", loss="cross_entropy",
-    reg_linear=0.0, reg_factors=0.0, patience=0, monitor="accuracy", momentum=0.9,
+    patience=0, monitor="accuracy", momentum=0.9,
 )  # fmt: skip
 
 
@@ -73,6 +72,8 @@ def image_attack(name: str, eps: float, n_pixels: int, **options: Any) -> Attack
 
 # Names of earlier releases, read from old model files.
 _RENAMED = {"budget": "eps", "rep_budget": "rep_eps"}
+# Settings of earlier releases that never applied to images (the FM's L2 penalty).
+_DROPPED = {"reg_bias", "reg_linear", "reg_factors"}
 
 
 @dataclass
@@ -151,6 +152,9 @@ class ImageTrainConfig:
         loop = dict(saved.pop("loop", {}))
         for name in {f.name for f in fields(TrainConfig)} & set(saved):
             loop[name] = saved.pop(name)
+        for name in _DROPPED & set(saved):
+            saved.pop(name)
+        loop = {name: value for name, value in loop.items() if name not in _DROPPED}
         return cls(**saved, loop=image_loop(**loop))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,12 +11,33 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from fmadv.errors import ConfigError
 from fmadv.evaluation.predict import predict_scores
 from fmadv.metrics.classification import classification_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
 from fmadv.training.callbacks import History
 from fmadv.training.loop import BatchSource, TrainConfig, fit_loop
+
+
+@dataclass
+class FMPenalty:
+    """The FM's L2 penalty: on the bias, and on the linear weights and factor rows of each
+    batch's active features (see :meth:`FactorizationMachine.l2_penalty`)."""
+
+    reg_bias: float = 0.0
+    reg_linear: float = 1e-5
+    reg_factors: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("reg_bias", "reg_linear", "reg_factors"):
+            value = getattr(self, name)
+            if not value >= 0 or not math.isfinite(value):
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+
+    def __call__(self, fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
+        l2 = fm.l2_penalty(batch, self.reg_linear, self.reg_factors)
+        return l2 + self.reg_bias * fm.bias.square()
 
 
 def iterate_batches(
@@ -49,22 +72,20 @@ def fit_fm(
     n_rows: int,
     valid: tuple[sp.csr_matrix, np.ndarray] | None,
     config: TrainConfig,
+    penalty: FMPenalty | None = None,
     **options: Any,
 ) -> History:
     """:func:`~fmadv.training.loop.fit_loop` for a factorization machine fed by any
     source of CSR batches; ``options`` are the loop's (objective, hooks, logging,
     progress, checkpoint, resume, callbacks).
 
-    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty acts
-    on the rows each batch touches (see :meth:`FactorizationMachine.l2_penalty`).
+    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty
+    (default :class:`FMPenalty`) acts on the rows each batch touches.
     """
 
     def evaluate(fm: nn.Module) -> dict[str, float]:
         return classification_report(valid[1], predict_scores(fm, valid[0]))
 
-    def penalty(fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
-        l2 = fm.l2_penalty(batch, config.reg_linear, config.reg_factors)
-        return l2 + config.reg_bias * fm.bias.square()
-
     evaluate_or_none = evaluate if valid is not None else None
+    penalty = penalty or FMPenalty()
     return fit_loop(model, batches, n_rows, evaluate_or_none, config, penalty=penalty, **options)

@@ -50,9 +50,6 @@ class TrainConfig:
     lr: float = 0.01
     optimizer: str = "adam"
     loss: str = "hinge"
-    reg_bias: float = 0.0
-    reg_linear: float = 1e-5
-    reg_factors: float = 1e-5
     patience: int = 3
     monitor: str = "auc"
     momentum: float = 0.0
@@ -71,7 +68,7 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be >= 1")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        for name in ("reg_bias", "reg_linear", "reg_factors", "momentum", "weight_decay"):
+        for name in ("momentum", "weight_decay"):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
                 raise ConfigError(f"{name} must be >= 0, got {value}")
