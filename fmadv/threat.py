@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fmadv.checks import nonnegative
 from fmadv.errors import ConfigError
 
 Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
@@ -80,9 +81,7 @@ def check_linf_eps(eps: float) -> float:
 
 def check_eps(eps: float) -> float:
     """A norm budget: finite and >= 0 (an L2 or L1 radius may exceed 1)."""
-    if not eps >= 0 or eps == math.inf:
-        raise ConfigError(f"the attack budget eps must be a finite number >= 0, got {eps}")
-    return float(eps)
+    return nonnegative("the attack budget eps", eps)
 
 
 def clip_to_box(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:

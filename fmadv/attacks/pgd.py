@@ -8,12 +8,12 @@ result in the input box; the attacker may query the loss's gradient many times.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from fmadv.attacks.base import Attack, RowLoss, Target, register
+from fmadv.checks import integer, nonnegative
 from fmadv.errors import ConfigError
 from fmadv.threat import DEFAULT_EPS, UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
 
@@ -80,14 +80,10 @@ class PGD(Attack):
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r} for PGD; expected one of {NORMS}")
         self.eps = self.threat.eps  # validates eps for the norm, and the support
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps}")
-        if int(self.restarts) != self.restarts or self.restarts < 1:
-            raise ConfigError(f"restarts must be an integer >= 1, got {self.restarts}")
-        if self.step_size is not None and (
-            not self.step_size >= 0 or not math.isfinite(self.step_size)
-        ):
-            raise ConfigError(f"step_size must be a number >= 0 or None, got {self.step_size}")
+        integer("steps", self.steps, 1)
+        integer("restarts", self.restarts, 1)
+        if self.step_size is not None:
+            nonnegative("step_size (or None)", self.step_size)
 
     @property
     def effective_step_size(self) -> float:

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 
+from fmadv.checks import integer
 from fmadv.data.categories import category_str, distinct_category_strings
 from fmadv.data.features import FeatureMap, Field
 from fmadv.data.labels import binary_labels
@@ -393,9 +394,8 @@ class StreamingLog:
             raise ConfigError("pass threshold or positive, not both")
         if not isinstance(feature_map, FeatureMap):
             raise ConfigError(f"feature_map must be a FeatureMap, got {type(feature_map).__name__}")
-        for name, value in (("chunk_rows", chunk_rows), ("shuffle_chunks", shuffle_chunks)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        integer("chunk_rows", chunk_rows, 1)
+        integer("shuffle_chunks", shuffle_chunks, 1)
         if unknown not in ("error", "ignore"):
             raise ConfigError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
         self.path = _log_path(path)
@@ -629,10 +629,7 @@ class StreamingLog:
         labels : numpy.ndarray
             float32, -1.0 or +1.0.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        integer("batch_size", batch_size, 1)
         pool = self.shuffle_chunks if rng is not None else 1
         chunks = self.chunks(rng)
         carry_X = sp.csr_matrix((0, self.n_features), dtype=np.float32)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from fmadv.checks import integer
 from fmadv.data.dataset import Dataset, Splits
 from fmadv.data.features import FeatureMap
 from fmadv.data.splits import random_split, split_dataset
@@ -107,16 +108,6 @@ def _draw_fm(rng: np.random.Generator, layout: _Layout, k: int) -> tuple[np.ndar
     return w, V
 
 
-def _count(name: str, value: object, low: int) -> int:
-    try:
-        ok = int(value) == value and int(value) >= low  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
-
-
 # -- the in-memory dataset -------------------------------------------------------------
 
 
@@ -129,11 +120,11 @@ def _draw(
     noise: float,
     seed: int,
 ) -> tuple[Dataset, PlantedFM]:
-    n_users = _count("n_users", n_users, 1)
-    n_items = _count("n_items", n_items, 1)
-    n_side = _count("n_side", n_side, 1)
-    k = _count("k", k, 1)
-    n_rows = _count("n_rows", n_rows, 10)
+    n_users = integer("n_users", n_users, 1)
+    n_items = integer("n_items", n_items, 1)
+    n_side = integer("n_side", n_side, 1)
+    k = integer("k", k, 1)
+    n_rows = integer("n_rows", n_rows, 10)
     if n_rows > n_users * n_items:
         raise ConfigError(
             f"n_rows={n_rows} exceeds the {n_users * n_items} distinct user-item pairs"
@@ -350,10 +341,10 @@ def write_synthetic_log(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    n_rows = _count("n_rows", n_rows, 1)
-    n_users = _count("n_users", n_users, 1)
-    n_items = _count("n_items", n_items, 1)
-    chunk_rows = _count("chunk_rows", chunk_rows, 1)
+    n_rows = integer("n_rows", n_rows, 1)
+    n_users = integer("n_users", n_users, 1)
+    n_items = integer("n_items", n_items, 1)
+    chunk_rows = integer("chunk_rows", chunk_rows, 1)
     path = Path(path)
     if path.suffix.lower() != ".parquet":
         raise ConfigError(f"write_synthetic_log writes Parquet; got {path.name!r}")

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from fmadv.attacks import Attack, make_attack
+from fmadv.checks import integer, nonnegative
 from fmadv.data.image_prep import PreparedImages, batches
 from fmadv.errors import ConfigError, ModelFileError
 from fmadv.evaluation.images import adversarial_examples
@@ -130,11 +131,9 @@ class ImageTrainConfig:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
         for name in ("eps", "rep_eps", "vat_eps"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            nonnegative(name, getattr(self, name))
         if self.labeled is not None:
-            if self.labeled < 1:
-                raise ConfigError(f"labeled must be >= 1, got {self.labeled}")
+            integer("labeled", self.labeled, 1)
             if not METHODS[self.method].unlabeled:
                 names = " or ".join(repr(n) for n, m in METHODS.items() if m.unlabeled)
                 raise ConfigError(f"labeled (semi-supervised training) needs method {names}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fmadv.errors import ConfigError
+from fmadv.checks import nonnegative
 from fmadv.evaluation.predict import predict_scores
 from fmadv.metrics.classification import classification_report
 from fmadv.models.fm import FactorizationMachine
@@ -31,9 +30,7 @@ class FMPenalty:
 
     def __post_init__(self) -> None:
         for name in ("reg_bias", "reg_linear", "reg_factors"):
-            value = getattr(self, name)
-            if not value >= 0 or not math.isfinite(value):
-                raise ConfigError(f"{name} must be >= 0, got {value}")
+            nonnegative(name, getattr(self, name))
 
     def __call__(self, fm: FactorizationMachine, batch: SparseBatch) -> torch.Tensor:
         l2 = fm.l2_penalty(batch, self.reg_linear, self.reg_factors)

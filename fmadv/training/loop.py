@@ -11,7 +11,6 @@ checkpoints are callbacks (:mod:`fmadv.training.callbacks`).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmadv.checks import integer, nonnegative, positive
 from fmadv.errors import ConfigError
 from fmadv.losses import LossFn, get_loss
 from fmadv.training.callbacks import (
@@ -64,16 +64,12 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
         if self.monitor not in MONITORS:
             raise ConfigError(f"unknown monitor {self.monitor!r}; expected one of {list(MONITORS)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be >= 1")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        for name in ("momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not value >= 0 or not math.isfinite(value):
-                raise ConfigError(f"{name} must be >= 0, got {value}")
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+        integer("epochs", self.epochs, 1)
+        integer("batch_size", self.batch_size, 1)
+        integer("patience (0: no early stopping)", self.patience, 0)
+        positive("lr", self.lr)
+        nonnegative("momentum", self.momentum)
+        nonnegative("weight_decay", self.weight_decay)
 
 
 class Objective(Protocol):

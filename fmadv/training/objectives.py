@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from fmadv.attacks.base import Attack, make_attack
 from fmadv.attacks.core import attacked_forward, perturb_dense
+from fmadv.checks import nonnegative
 from fmadv.errors import ConfigError
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
@@ -32,9 +32,8 @@ from fmadv.training.seeded import SeededGenerator
 
 
 def _check_weights(beta: float, clean_weight: float) -> None:
-    for name, value in (("beta", beta), ("clean weight", clean_weight)):
-        if not value >= 0 or not math.isfinite(value):
-            raise ConfigError(f"{name} must be a number >= 0, got {value}")
+    nonnegative("beta", beta)
+    nonnegative("clean weight", clean_weight)
 
 
 @dataclass

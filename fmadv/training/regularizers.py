@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fmadv.checks import nonnegative
 from fmadv.errors import ConfigError
 from fmadv.training.seeded import SeededGenerator
 
@@ -44,10 +45,8 @@ class GradientNoise:
 
     def __post_init__(self) -> None:
         self._random = SeededGenerator(self.seed)
-        if not self.eta >= 0 or not math.isfinite(self.eta):
-            raise ConfigError(f"gradient noise eta must be >= 0, got {self.eta}")
-        if not self.gamma >= 0 or not math.isfinite(self.gamma):
-            raise ConfigError(f"gradient noise gamma must be >= 0, got {self.gamma}")
+        nonnegative("gradient noise eta", self.eta)
+        nonnegative("gradient noise gamma", self.gamma)
         if self.rows not in NOISE_ROWS:
             raise ConfigError(f"gradient noise rows must be one of {NOISE_ROWS}, got {self.rows!r}")
 

@@ -19,6 +19,7 @@ import threadpoolctl
 import torch
 from implicit.utils import ParameterWarning
 
+from fmadv import checks
 from fmadv.errors import ConfigError
 from fmadv.estimators.base import Estimator
 from fmadv.recommend.base import Recommender
@@ -111,18 +112,11 @@ def quiet_implicit() -> Iterator[None]:
 
 
 def check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    checks.integer(name, value, low)
 
 
 def check_float(name: str, value: Any, positive: bool) -> None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not (number > 0 if positive else number >= 0) or number == float("inf"):
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    (checks.positive if positive else checks.nonnegative)(name, value)
 
 
 def check_seed(value: Any) -> None:
