@@ -27,11 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fmadv.attacks import FGSM
-from fmadv.losses import hinge
+from fmadv.attacks import FGSM, adversarial_scores
+from fmadv.losses import hinge, loss_direction
 from fmadv.models import fm_attack
 from fmadv.models.fm import FactorizationMachine
-from fmadv.models.fm_attack import adversarial_scores, loss_direction
 from fmadv.sparse import SparseBatch
 from fmadv.training.objectives import AdversarialObjective
 
@@ -111,7 +110,7 @@ def masked_product_flops(n: int, k: int, rows, labels) -> float:
     with torch.no_grad():
         clean = model(batch)
         rho = loss_direction(clean, labels, hinge)
-        attacked = adversarial_scores(model, batch, labels, hinge, FGSM(ALPHA), clean)
+        attacked = adversarial_scores(model, batch, labels, hinge, FGSM(ALPHA), clean=clean)
     moving = int((rho != 0).sum())
     needed = int(((rho != 0) & (labels * attacked < 1)).sum())
     flops = 2 * moving * n * ((k + 1) + (k + 2))
