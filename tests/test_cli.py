@@ -189,7 +189,8 @@ def test_help_is_complete(command, expected):
         assert fragment in result.output
 
 
-def test_data_commands_on_the_shared_copy(shared_data_dir):
+def test_data_commands_on_the_shared_copy(data_dir_with):
+    shared_data_dir = data_dir_with("movielens-100k")
     result = invoke("data", "verify", "movielens-100k", "--data-dir", shared_data_dir)
     assert result.exit_code == 0, result.output
     assert result.output.count("ok") == 21
@@ -199,10 +200,10 @@ def test_data_commands_on_the_shared_copy(shared_data_dir):
     assert result.exit_code == 0 and "movielens-100k" in result.output
 
 
-def test_checksum_mismatch_is_reported(shared_data_dir, tmp_path):
+def test_checksum_mismatch_is_reported(dataset_dir, tmp_path):
     copy = tmp_path / "ml-100k"
     copy.mkdir()
-    for source in (shared_data_dir / "ml-100k").iterdir():
+    for source in dataset_dir("movielens-100k").iterdir():
         (copy / source.name).write_bytes(source.read_bytes())
     with open(copy / "u.data", "ab") as handle:
         handle.write(b"1\t1\t5\t0\n")
@@ -214,7 +215,8 @@ def test_checksum_mismatch_is_reported(shared_data_dir, tmp_path):
     assert not out.exists()
 
 
-def test_train_on_movielens(shared_data_dir, tmp_path):
+def test_train_on_movielens(data_dir_with, tmp_path):
+    shared_data_dir = data_dir_with("movielens-100k")
     out = tmp_path / "run"
     result = invoke(
         "train", "--dataset", "movielens-100k", "--data-dir", shared_data_dir,

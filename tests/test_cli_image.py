@@ -12,7 +12,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def image_model(shared_data_dir, tmp_path_factory):
+def image_model(data_dir_with, tmp_path_factory):
+    shared_data_dir = data_dir_with("mnist")
     out = tmp_path_factory.mktemp("img")
     result = runner.invoke(app, [
         "image", "train", "--method", "goodfellow", "--epochs", "2", "--lr", "0.05",

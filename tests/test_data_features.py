@@ -86,11 +86,61 @@ def test_unknown_category_error_and_ignore() -> None:
     with pytest.raises(DataError) as info:
         fmap.encode(new)
     msg = str(info.value)
-    assert "unknown category '7' in field 'user' (row 1)" in msg and "unknown='ignore'" in msg
+    assert msg.startswith("row 2: unknown category '7' of field 'user'; the model has never seen")
+    assert "unknown='ignore'" in msg
     X = fmap.encode(new, unknown="ignore")
     assert X.getnnz(axis=1).tolist() == [3, 2]  # row 1 keeps item and Drama only
     with pytest.raises(ConfigError):
         fmap.encode(new, unknown="skip")
+
+
+def test_unknown_category_names_file_row_and_line() -> None:
+    fmap = FeatureMap.fit(pd.DataFrame({"item": ["a", "b"]}), ["item"])
+    rows = pd.DataFrame({"item": ["a", "b", "zz"]})
+    with pytest.raises(DataError) as info:
+        fmap.encode(rows, path="rows.csv")
+    assert str(info.value).startswith(
+        "rows.csv: row 3 (line 4): unknown category 'zz' of field 'item'; the model has never "
+        "seen it"
+    )
+    assert info.value.path == "rows.csv"
+    with pytest.raises(DataError, match=r"^rows\.parquet: row 3: unknown category 'zz'"):
+        fmap.encode(rows, path="rows.parquet")
+
+
+@pytest.mark.parametrize(
+    ("lib", "empty"),
+    [("pandas", ""), ("pandas", None), ("pandas", np.nan), ("polars", ""), ("polars", None)],
+)
+def test_empty_cell_of_a_single_valued_field_is_an_error(lib: str, empty) -> None:
+    # A CSV row with an empty cell would otherwise be scored from its other fields.
+    fmap = FeatureMap.fit(frames()[0], ["user", "item", "genre"], {"genre": "|"})
+    cells = {"user": [1, 2, 3], "item": ["a", "b", empty], "genre": ["Drama", "", None]}
+    frame = pd.DataFrame(cells) if lib == "pandas" else pl.DataFrame(cells)
+    with pytest.raises(DataError) as info:
+        fmap.encode(frame, path="rows.csv")
+    assert str(info.value).startswith(
+        "rows.csv: row 3 (line 4): empty cell in column 'item'; the feature map was fitted "
+        "with a value of 'item' in every row"
+    )
+    # Empty multi-valued cells ("no genre") stay allowed, as in training.
+    X = fmap.encode(frame.head(2))
+    assert X.getnnz(axis=1).tolist() == [3, 2]
+
+
+def test_a_field_fitted_with_gaps_is_optional_and_remembers_it() -> None:
+    fmap = FeatureMap.fit(pd.DataFrame({"u": [1, None], "i": ["a", "b"]}), ["u", "i"])
+    assert fmap.field("u").optional and not fmap.field("i").optional
+    back = FeatureMap.from_dict(json.loads(json.dumps(fmap.to_dict())))
+    assert back == fmap and back.field("u").optional
+    # Maps written before fields could be optional read as strict.
+    old = fmap.to_dict()
+    del old["fields"][0]["optional"]
+    assert not FeatureMap.from_dict(old).field("u").optional
+    built = FeatureMap.from_categories({"u": [1], "i": ["a"]}, optional=["u"])
+    assert built.encode(pd.DataFrame({"u": [None], "i": ["a"]})).nnz == 1
+    with pytest.raises(ConfigError, match="optional names fields that are not in the map"):
+        FeatureMap.from_categories({"u": [1]}, optional=["x"])
 
 
 def test_missing_column_is_named() -> None:

@@ -72,9 +72,8 @@ def test_load_mnist_generated_with_valid(tmp_path: Path) -> None:
         load_mnist(tmp_path)
 
 
-def test_load_mnist_real(shared_data_dir: Path) -> None:
-    if not (shared_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip("MNIST not available")
+def test_load_mnist_real(data_dir_with) -> None:
+    shared_data_dir = data_dir_with("mnist")
     s = load_images("mnist", shared_data_dir)
     assert s.train.n_rows == 60000 and s.test.n_rows == 10000 and s.valid is None
     assert s.train.labels[:5].tolist() == [5, 0, 4, 1, 9]

@@ -11,7 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from fmadv.data import Dataset, read_libfm, write_libfm
-from fmadv.errors import DataError
+from fmadv.data.libfm import DEFAULT_MAX_FEATURES, MAX_FEATURES_ENV
+from fmadv.errors import ConfigError, DataError
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "rows.libfm") -> Path:
@@ -141,6 +142,61 @@ def test_one_based_index_zero(tmp_path: Path) -> None:
     assert info.value.line == 2
 
 
+def test_feature_space_beyond_the_budget_is_refused(tmp_path: Path) -> None:
+    # One stray index would make the FM allocate terabytes of weights.
+    path = write(tmp_path, "1 0:1\n-1 2:1 999999999999:1\n")
+    with pytest.raises(DataError) as info:
+        read_libfm(path)
+    assert info.value.path == str(path) and info.value.line == 2
+    msg = str(info.value)
+    assert "feature index 999999999999 makes the feature space 1,000,000,000,000" in msg
+    assert f"budget of {DEFAULT_MAX_FEATURES:,}" in msg
+    assert "max_features=" in msg and "FMADV_MAX_FEATURES=1000000000000" in msg
+
+
+def test_the_default_budget_refuses_a_stray_ten_million(tmp_path: Path) -> None:
+    path = write(tmp_path, "1 0:1\n-1 2:1\n1 10000000:1\n")
+    with pytest.raises(DataError, match="budget") as info:
+        read_libfm(path)
+    assert info.value.line == 3
+    assert read_libfm(path, max_features=10_000_001).n_features == 10_000_001
+    # A stated width is the caller's budget.
+    assert read_libfm(path, n_features=10_000_001).n_features == 10_000_001
+
+
+def test_the_budget_counts_the_width_of_one_based_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "1 1:1 8:1\n")
+    assert read_libfm(path, zero_based=False, max_features=8).n_features == 8
+    with pytest.raises(DataError, match="makes the feature space 9 features wide"):
+        read_libfm(path, max_features=8)
+
+
+def test_the_budget_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "1 0:1\n-1 20:1\n")
+    monkeypatch.setenv(MAX_FEATURES_ENV, "20")
+    with pytest.raises(DataError, match="beyond the budget of 20 "):
+        read_libfm(path)
+    assert read_libfm(path, max_features=21).n_features == 21  # the argument wins
+    monkeypatch.setenv(MAX_FEATURES_ENV, "21")
+    assert read_libfm(path).n_features == 21
+    monkeypatch.setenv(MAX_FEATURES_ENV, "lots")
+    with pytest.raises(ConfigError, match="FMADV_MAX_FEATURES must be an integer >= 1, got 'lots'"):
+        read_libfm(path)
+    with pytest.raises(ConfigError, match="max_features must be an integer >= 1"):
+        read_libfm(path, max_features=0)
+
+
+def test_an_index_beyond_64_bits_is_a_data_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "1 0:1\n1 123456789012345678901234567890:1\n")
+    with pytest.raises(DataError, match="is too large") as info:
+        read_libfm(path, n_features=10)
+    assert info.value.line == 2
+    with pytest.raises(DataError, match="is too large"):
+        read_libfm(path, max_features=2**62)
+
+
 @pytest.mark.parametrize("content", ["", "\n\n", "  \r\n"])
 def test_empty_file(tmp_path: Path, content: str) -> None:
     with pytest.raises(DataError, match="empty file"):
@@ -173,10 +229,8 @@ def test_input_file_untouched(tmp_path: Path) -> None:
     ("split", "rows", "positives"),
     [("validation", 57722, 19063), ("test", 28860, 9536)],
 )
-def test_real_frappe_files(shared_data_dir: Path, split: str, rows: int, positives: int) -> None:
-    path = shared_data_dir / "frappe" / f"frappe.{split}.libfm"
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
+def test_real_frappe_files(dataset_dir, split: str, rows: int, positives: int) -> None:
+    path = dataset_dir("frappe", f"frappe.{split}.libfm") / f"frappe.{split}.libfm"
     start = time.perf_counter()
     data = read_libfm(path, n_features=5382)
     elapsed = time.perf_counter() - start

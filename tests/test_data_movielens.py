@@ -15,11 +15,8 @@ ALL_SIDE = ("genre", "gender", "age", "occupation")
 
 
 @pytest.fixture(scope="module")
-def ml_dir(shared_data_dir: Path) -> Path:
-    folder = shared_data_dir / "ml-100k"
-    if not (folder / "u.data").is_file():
-        pytest.skip(f"MovieLens-100K not available in {folder}")
-    return folder
+def ml_dir(dataset_dir) -> Path:
+    return dataset_dir("movielens-100k")
 
 
 def tiny_ml(tmp_path: Path, ratings: str | None = None) -> Path:
@@ -168,6 +165,22 @@ def test_malformed_ratings(tmp_path: Path, ratings: str, line: int, fragment: st
         load_movielens_100k(folder)
     assert info.value.line == line and info.value.path == str(folder / "u.data")
     assert fragment in str(info.value)
+
+
+def test_threshold_that_leaves_one_class_names_the_file(tmp_path: Path) -> None:
+    folder = tiny_ml(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_movielens_100k(folder, threshold=9)
+    assert info.value.path == str(folder / "u.data")
+    assert str(info.value).startswith(
+        f"{folder / 'u.data'}: threshold 9 makes every one of the 12 rows -1: the values "
+        "of label column 'rating' range 1..5"
+    )
+    for name in ("u1.base", "u1.test"):
+        (folder / name).write_text("1\t1\t5\t10\n2\t2\t2\t20\n")
+    with pytest.raises(DataError, match=r"u1\.base: threshold 1 makes every one of the 2 rows \+1"):
+        load_movielens_100k(folder, split="u1", threshold=1, valid_size=0)
+    assert load_movielens_100k(folder, split="u1", threshold=5, valid_size=0).test.n_rows == 2
 
 
 def test_malformed_user_and_item_files(tmp_path: Path) -> None:

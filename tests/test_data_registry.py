@@ -177,9 +177,8 @@ def test_data_dir_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # -- verify and load on the real copies ---------------------------------------------------
 
 
-def test_verify_real_copies(shared_data_dir: Path) -> None:
-    if not (shared_data_dir / "ml-100k").is_dir():
-        pytest.skip("ml-100k not available")
+def test_verify_real_copies(data_dir_with) -> None:
+    shared_data_dir = data_dir_with("movielens-100k")
     assert set(verify("movielens-100k", shared_data_dir).values()) == {"ok"}
     frappe = verify("frappe", shared_data_dir)
     if (shared_data_dir / "frappe").is_dir():
@@ -190,18 +189,16 @@ def test_verify_real_copies(shared_data_dir: Path) -> None:
     assert details["n_features"] == 943 + 1682 and details["license"]
 
 
-def test_load_dataset_movielens_real(shared_data_dir: Path) -> None:
-    if not (shared_data_dir / "ml-100k").is_dir():
-        pytest.skip("ml-100k not available")
+def test_load_dataset_movielens_real(data_dir_with) -> None:
+    shared_data_dir = data_dir_with("movielens-100k")
     s = load_dataset("movielens-100k", shared_data_dir, split="u2", valid_size=0)
     assert (s.train.n_rows, s.valid, s.test.n_rows) == (80000, None, 20000)
     with pytest.raises(ConfigError, match="unknown option.*sides.*accepted: side_features"):
         load_dataset("movielens-100k", shared_data_dir, sides=["genre"])
 
 
-def test_frappe_without_train_file(shared_data_dir: Path, tmp_path: Path) -> None:
-    if not (shared_data_dir / "frappe" / "frappe.test.libfm").is_file():
-        pytest.skip("frappe not available")
+def test_frappe_without_train_file(data_dir_with, tmp_path: Path) -> None:
+    shared_data_dir = data_dir_with("frappe", "frappe.validation.libfm", "frappe.test.libfm")
     data_dir = shared_data_dir
     if (shared_data_dir / "frappe" / "frappe.train.libfm").is_file():
         data_dir = tmp_path  # a copy without the train file
@@ -399,29 +396,60 @@ def test_fetch_tar_gz_without_file_checksums_and_unsafe_members(tmp_path: Path) 
     assert all_files(tmp_path / "other") == []
 
 
-def test_libfm_card_with_all_three_files(tmp_path: Path) -> None:
+def write_toy_libfm(folder: Path, sizes: dict[str, int]) -> dict[str, str]:
+    """``toy.<split>.libfm`` files of one user (0..2) and one item (3..6) per row; returns
+    the card's ``files``."""
     rng = np.random.default_rng(0)
-    folder = tmp_path / "toy"
     folder.mkdir()
     files = {}
-    for split, rows in (("train", 40), ("validation", 10), ("test", 12)):
+    for split, rows in sizes.items():
         cols = np.stack([rng.integers(0, 3, rows), rng.integers(3, 7, rows)], 1).ravel()
         indptr = np.arange(0, 2 * rows + 1, 2)
         X = sp.csr_matrix((np.ones(rows * 2, np.float32), cols, indptr), shape=(rows, 7))
         path = write_libfm(folder / f"toy.{split}.libfm", Dataset(X, np.ones(rows)))
         files[path.name] = sha256(path.read_bytes())
-    card = DatasetCard(
-        name="toy",
-        description="x",
-        format="libfm",
-        files=files,
-        n_features=7,
-        fields=(("user", 3), ("item", 4)),
-    )
+    return files
+
+
+def toy_libfm_card(files: dict[str, str], **extra) -> DatasetCard:
+    return DatasetCard(name="toy", description="x", format="libfm", files=files, **extra)
+
+
+def test_libfm_card_with_all_three_files(tmp_path: Path) -> None:
+    files = write_toy_libfm(tmp_path / "toy", {"train": 40, "validation": 10, "test": 12})
+    card = toy_libfm_card(files, n_features=7, fields=(("user", 3), ("item", 4)))
     s = load_dataset(card, tmp_path)
     assert (s.train.n_rows, s.valid.n_rows, s.test.n_rows) == (40, 10, 12)
     assert s.train.user_ids.max() < 3 and s.train.item_ids.max() < 4
     assert s.train.feature_map.feature_name(3) == "item=0"
+
+
+def test_libfm_card_without_train_file_names_python_and_cli(tmp_path: Path) -> None:
+    files = write_toy_libfm(tmp_path / "toy", {"validation": 10, "test": 12})
+    card = toy_libfm_card({"toy.train.libfm": "", **files}, n_features=7)
+    with pytest.raises(DataError) as info_:
+        load_dataset(card, tmp_path)
+    msg = str(info_.value)
+    assert "missing toy.train.libfm" in msg and "fmadv data fetch toy" in msg
+    assert "train_from='validation' in Python, --train-from validation on the CLI" in msg
+    with pytest.raises(ConfigError, match=r"train_from='validation' \(CLI: --train-from"):
+        load_dataset(card, tmp_path, valid_size=0.2)
+    assert load_dataset(card, tmp_path, train_from="validation").test.n_rows == 12
+
+
+def test_libfm_card_without_width_keeps_to_the_feature_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_toy_libfm(tmp_path / "toy", {"train": 4, "validation": 3, "test": 2})
+    test_file = tmp_path / "toy" / "toy.test.libfm"
+    test_file.write_text("1 0:1 3:1\n-1 1:1 12000000:1\n")
+    card = toy_libfm_card({**files, "toy.test.libfm": ""})
+    with pytest.raises(DataError) as info_:
+        load_dataset(card, tmp_path)
+    assert info_.value.path == str(test_file) and info_.value.line == 2
+    assert "FMADV_MAX_FEATURES" in str(info_.value)
+    monkeypatch.setenv("FMADV_MAX_FEATURES", "12000001")
+    assert load_dataset(card, tmp_path).train.n_features == 12_000_001
 
 
 # -- formats ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,8 @@ def test_stream_feature_map_equals_fit(tmp_path: Path) -> None:
         assert fmap == FeatureMap.fit(frame, MESSY_FIELDS, MESSY_MULTI)
     assert fmap.field("genres").categories == ("A", "Action", "B", "Comedy", "Drama")
     assert fmap.field("user").categories == ("1", "2", "3", "10")
+    # The log has gaps in these single-valued fields, so rows may leave them empty.
+    assert fmap.field("user").optional and fmap.field("item").optional
 
 
 def test_stream_feature_map_list_column(tmp_path: Path) -> None:
@@ -174,9 +177,9 @@ def test_bad_labels_name_the_row(tmp_path: Path) -> None:
         path, row_group_size=2
     )
     fmap = stream_feature_map(path, ["u"])
-    with pytest.raises(DataError, match=r"y\.parquet.*'y' has '7' in row 2"):
+    with pytest.raises(DataError, match=r"y\.parquet.*'y' has '7' in row 3"):
         list(StreamingLog(path, fmap, "y", chunk_rows=2).batches(4))
-    with pytest.raises(DataError, match=r"'r' has a missing value in row 3"):
+    with pytest.raises(DataError, match=r"'r' has a missing value in row 4"):
         list(StreamingLog(path, fmap, "r", threshold=2, chunk_rows=2).batches(4))
 
 
@@ -280,12 +283,12 @@ def test_unknown_category_names_field_value_and_row(tmp_path: Path) -> None:
     frame = pl.DataFrame({"user": [1, 2, 3, 9], "item": ["a", "zz", "b", "a"], "y": [1, 0, 1, 0]})
     frame.write_parquet(path, row_group_size=2)
     fmap = FeatureMap.from_categories({"user": [1, 2, 3], "item": ["a", "b"]})
-    message = r"new\.parquet: unknown category 'zz' in field 'item' \(row 1\)"
+    message = r"new\.parquet: row 2: unknown category 'zz' of field 'item'"
     with pytest.raises(DataError, match=message):
         list(StreamingLog(path, fmap, "y", chunk_rows=2).batches(4))
-    # Rows are counted in the file, not in the chunk (row 3 is the second chunk's first).
+    # Rows are counted in the file, not in the chunk (row 4 is the second chunk's first).
     fmap = FeatureMap.from_categories({"user": [1, 2, 3], "item": ["a", "b", "zz"]})
-    message = r"unknown category '9' in field 'user' \(row 3\)"
+    message = r"row 4: unknown category '9' of field 'user'"
     with pytest.raises(DataError, match=message):
         list(StreamingLog(path, fmap, "y", chunk_rows=3).batches(4))
     for seed in range(4):  # row groups visited in a random order: still the file's row
@@ -297,6 +300,51 @@ def test_unknown_category_names_field_value_and_row(tmp_path: Path) -> None:
     assert X.getnnz(axis=1).tolist() == [2, 2, 2, 1]
 
 
+def test_csv_rows_are_named_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    pl.DataFrame({"item": ["a", "zz"], "y": [1, 0]}).write_csv(path)
+    fmap = FeatureMap.from_categories({"item": ["a", "b"]})
+    with pytest.raises(DataError, match=r"new\.csv: row 2 \(line 3\): unknown category 'zz'"):
+        list(StreamingLog(path, fmap, "y").batches(2))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_empty_cell_of_a_field_fitted_without_gaps(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"gaps{suffix}"
+    frame = pl.DataFrame({"user": [1, 2, None, 1], "g": ["x", None, "", "x|y"], "y": [1, 0, 1, 0]})
+    if suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
+    strict = FeatureMap.from_categories({"user": [1, 2], "g": ["x", "y"]}, multi={"g": "|"})
+    place = "row 3 (line 4)" if suffix == ".csv" else "row 3"
+    with pytest.raises(DataError, match=rf"gaps\{suffix}: {re.escape(place)}: empty cell in "):
+        list(StreamingLog(path, strict, "y", chunk_rows=2).batches(4))
+    # Fitted on the log itself, the gap is part of the field, as in FeatureMap.encode.
+    fitted = stream_feature_map(path, ["user", "g"], {"g": "|"})
+    X, _ = collect(StreamingLog(path, fitted, "y", chunk_rows=2).batches(4))
+    assert same_rows(X, fitted.encode(scan_log(path).collect()))
+
+
+def test_one_class_threshold_is_refused_when_the_log_opens(tmp_path: Path) -> None:
+    # Sorted by rating, so the first chunks alone are all -1: only the whole log counts.
+    frame = pl.DataFrame({"u": [1, 2, 3, 4, 5], "r": [1, 2, 3, 4, 5]})
+    for path in write_both(frame, tmp_path):
+        fmap = stream_feature_map(path, ["u"])
+        with pytest.raises(DataError) as info:
+            StreamingLog(path, fmap, "r", threshold=9, chunk_rows=2)
+        assert str(info.value).startswith(
+            f"{path}: threshold 9 makes every one of the 5 rows -1: the values of label "
+            "column 'r' range 1..5"
+        )
+        assert "--threshold" in str(info.value)
+        log = StreamingLog(path, fmap, "r", threshold=4, chunk_rows=2)
+        assert log.n_rows == 5
+        assert collect(log.batches(5))[1].tolist() == [-1, -1, -1, 1, 1]
+        with pytest.raises(DataError, match="positive=7 makes every one of the 5 rows -1"):
+            StreamingLog(path, fmap, "r", positive=7)
+
+
 def test_integer_ids_against_text_categories(tmp_path: Path) -> None:
     # "02" is not how the integer 2 is written: FeatureMap.encode does not match them, and
     # neither may the integer shortcut of the stream.
@@ -304,7 +352,7 @@ def test_integer_ids_against_text_categories(tmp_path: Path) -> None:
     frame = pl.DataFrame({"user": [1, 2, 3, 7], "y": [1, 0, 1, 0]})
     frame.write_parquet(path)
     fmap = FeatureMap.from_categories({"user": ["1", "02", "3", "x"]})
-    with pytest.raises(DataError, match=r"unknown category '2' in field 'user' \(row 1\)"):
+    with pytest.raises(DataError, match=r"row 2: unknown category '2' of field 'user'"):
         list(StreamingLog(path, fmap, "y").batches(4))
     X, _ = collect(StreamingLog(path, fmap, "y", unknown="ignore").batches(4))
     assert same_rows(X, fmap.encode(frame, unknown="ignore"))

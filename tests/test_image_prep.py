@@ -122,9 +122,8 @@ def test_not_an_image_dataset(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mnist(shared_data_dir):
-    if not (shared_data_dir / "mnist").is_dir():
-        pytest.skip("MNIST not available")
+def mnist(data_dir_with):
+    shared_data_dir = data_dir_with("mnist")
     return load_image_dataset("mnist", shared_data_dir, valid_size=5000, seed=0)
 
 

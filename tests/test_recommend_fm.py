@@ -43,9 +43,10 @@ def test_other_feature_space_is_rejected(classifier):
         FMRecommender(classifier).fit(other)
 
 
-def test_context_fields_are_refused(shared_data_dir):
+def test_context_fields_are_refused(data_dir_with):
     from fmadv.data import load_dataset
 
+    shared_data_dir = data_dir_with("frappe", "frappe.validation.libfm", "frappe.test.libfm")
     splits = load_dataset("frappe", shared_data_dir, train_from="validation")
     inter = Interactions.from_splits(splits)
     model = FMClassifier(n_factors=2, epochs=1).fit(splits.train.X[:100], splits.train.y[:100])

@@ -30,9 +30,10 @@ def test_unknown_ids_are_named():
         inter.item_index([-5])
 
 
-def test_movielens_sides(shared_data_dir):
+def test_movielens_sides(data_dir_with):
     from fmadv.data import load_dataset
 
+    shared_data_dir = data_dir_with("movielens-100k")
     splits = load_dataset(
         "movielens-100k", shared_data_dir, side_features=["genre", "gender", "age", "occupation"]
     )

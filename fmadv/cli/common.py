@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import shlex
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +17,11 @@ from rich.table import Table
 
 from fmadv.attacks import ATTACKS, SUPPORTS
 from fmadv.data.cards import list_cards
+from fmadv.data.format import IMAGES, ROWS, DataKind, get_format
 from fmadv.errors import ConfigError, FmadvError
 from fmadv.losses import MARGIN_LOSSES
 from fmadv.models.fm_attack import PRECISIONS
+from fmadv.runs.folder import RunInterrupted
 from fmadv.runs.progress import console
 from fmadv.training.loop import MONITORS, OPTIMIZERS
 from fmadv.training.regularizers import NOISE_ROWS
@@ -56,6 +60,16 @@ Precision = choices("Precision", PRECISIONS)
 DatasetName = choices("DatasetName", (card.name for card in list_cards()))
 
 
+def datasets_holding(name: str, kind: DataKind) -> type[enum.Enum]:
+    """A typer choice list of the registered datasets that hold ``kind`` (FM rows or
+    images): a command offers only the datasets it can train or evaluate on."""
+    return choices(name, (c.name for c in list_cards() if get_format(c.format).kind is kind))
+
+
+FMDataset = datasets_holding("FMDataset", ROWS)
+ImageDataset = datasets_holding("ImageDataset", IMAGES)
+
+
 def user_errors(command):
     """Report errors the user can fix as one line on stderr and exit with code 2."""
 
@@ -70,6 +84,30 @@ def user_errors(command):
     return wrapper
 
 
+def resumable(command):
+    """A training command that a Ctrl-C stops with one line on stderr: what the run
+    folder keeps and the command that continues the run; exit code 130 (as for SIGINT)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RunInterrupted as interrupted:
+            typer.echo(f"{interrupted}; resume with: {resume_command()}", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def resume_command() -> str:
+    """The command line that is running, made to continue its run: with ``--resume``,
+    without ``--overwrite`` (which would replace the run instead). Named ``fmadv``, the
+    program that ``python -m fmadv`` also runs."""
+    dropped = ("--overwrite", "--no-overwrite", "--resume", "--no-resume")
+    args = [arg for arg in sys.argv[1:] if arg not in dropped]
+    return shlex.join(["fmadv", *args, "--resume"])
+
+
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -79,7 +117,12 @@ DataDir = Annotated[
         "default: the download cache ~/.cache/fmadv.",
     ),
 ]
-Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+TrainDevice = Annotated[
+    str, typer.Option(help="Where to train: auto (CUDA when available), cpu or cuda.")
+]
+Device = Annotated[
+    str, typer.Option(help="Where to run the model: cpu, cuda, or auto (CUDA when available).")
+]
 
 
 def defaults_of(function) -> dict:

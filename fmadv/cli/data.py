@@ -42,6 +42,9 @@ def data_fetch(
     from fmadv.data import fetch, get_card, resolve_data_dir
 
     card = get_card(name.value)
+    if not card.needs_files:
+        typer.echo(_generated(card.name, "fetch"))
+        return
     root = resolve_data_dir(data_dir)
     fetch(card, root)
     console.print(f"{card.name}: verified copy in {root / card.directory}")
@@ -56,6 +59,9 @@ def data_verify(
     from fmadv.data import get_card, resolve_data_dir, verify
 
     card = get_card(name.value)
+    if not card.needs_files:
+        typer.echo(_generated(card.name, "verify"))
+        return
     status = verify(card, resolve_data_dir(data_dir))
     for file_name, state in status.items():
         typer.echo(f"{state:8s} {file_name}")
@@ -73,3 +79,7 @@ def data_info(
 
     details = info(get_card(name.value), resolve_data_dir(data_dir))
     typer.echo(json.dumps(details, indent=2, default=str))
+
+
+def _generated(name: str, action: str) -> str:
+    return f"{name} is generated in memory: it has no files to {action}"

@@ -17,20 +17,22 @@ from rich.table import Table
 from fmadv.cli.common import (
     AttackName,
     DataDir,
-    DatasetName,
     Device,
+    FMDataset,
     Loss,
     Monitor,
     NoiseRows,
     Optimizer,
     Precision,
     Support,
+    TrainDevice,
     app,
     console,
     defaults_of,
     metrics_table,
     number_list,
     number_text,
+    resumable,
     user_errors,
 )
 from fmadv.estimators.fm import FMClassifier
@@ -45,10 +47,11 @@ ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safete
 
 @app.command()
 @user_errors
+@resumable
 def train(
     dataset: Annotated[
-        DatasetName, typer.Option(help="Registered dataset (see `fmadv data list`).")
-    ] = DatasetName.synthetic,
+        FMDataset, typer.Option(help="Registered dataset of FM rows (see `fmadv data list`).")
+    ] = FMDataset.synthetic,
     train_file: Annotated[
         Path | None,
         typer.Option("--train", help="libFM file to train on instead of --dataset."),
@@ -160,7 +163,7 @@ def train(
         Precision,
         typer.Option(help="Type of the attack's mask product (bfloat16: GPU tensor cores)."),
     ] = FM["attack_precision"],
-    device: Device = FM["device"],
+    device: TrainDevice = FM["device"],
     allow_real_valued: Annotated[
         bool, typer.Option(help="Accept feature values other than 0/1.")
     ] = FM["allow_real_valued"],
@@ -170,8 +173,13 @@ def train(
     resume: Annotated[
         bool,
         typer.Option(
-            help="Continue from the run folder's checkpoint.safetensors, if there is one."
+            help="Continue the run in --out from its checkpoint.safetensors, with the "
+            "settings it was started with (more --epochs, another --patience or --device "
+            "are fine)."
         ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run in --out, finished or not.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
 ) -> None:
@@ -195,7 +203,7 @@ def train(
             "side_features": [s for s in side_features.split(",") if s],
         },
     )  # fmt: skip
-    summary = train_fm(estimator, data, out, resume=resume, quiet=quiet)
+    summary = train_fm(estimator, data, out, resume=resume, overwrite=overwrite, quiet=quiet)
     if quiet or summary is None:
         return
     if summary["results"]:
@@ -215,7 +223,7 @@ def evaluate(
         Path | None, typer.Option("--input", help="Labelled libFM file to evaluate on.")
     ] = None,
     dataset: Annotated[
-        DatasetName | None,
+        FMDataset | None,
         typer.Option(help="Dataset to evaluate on (its test split); default: the model's own."),
     ] = None,
     data_dir: DataDir = None,
@@ -277,7 +285,7 @@ def robustness(
         Path | None, typer.Option("--input", help="Labelled libFM file to attack.")
     ] = None,
     dataset: Annotated[
-        DatasetName | None,
+        FMDataset | None,
         typer.Option(help="Dataset whose test split to attack; default: the model's."),
     ] = None,
     data_dir: DataDir = None,

@@ -17,18 +17,19 @@ from rich.table import Table
 from fmadv.cli.common import (
     DataDir,
     Device,
+    ImageDataset,
     InputAttack,
     Optimizer,
+    TrainDevice,
     app,
     choices,
     console,
     image_app,
     metrics_table,
     number_list,
+    resumable,
     user_errors,
 )
-from fmadv.data.cards import list_cards
-from fmadv.data.format import IMAGES, get_format
 from fmadv.estimators.image import IMAGE_LOOP, METHODS, ImageTrainConfig, image_loop
 from fmadv.models.image import IMAGE_MODELS
 from fmadv.runs.image import (
@@ -46,9 +47,6 @@ from fmadv.runs.image import (
 IMAGE = ImageTrainConfig()
 SPEC = ImageDataSpec()
 ImageModelName = choices("ImageModelName", IMAGE_MODELS)
-ImageDataset = choices(
-    "ImageDataset", (c.name for c in list_cards() if get_format(c.format).kind is IMAGES)
-)
 ImageMethod = choices("ImageMethod", METHODS)
 ATTACKS_HELP = (
     f"Comma-separated attacks: {', '.join(image_attack_names())} (pgd in L2, pgd-linf in L-inf)."
@@ -58,6 +56,7 @@ ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="An image model
 
 @image_app.command("train")
 @user_errors
+@resumable
 def image_train(
     model: Annotated[ImageModelName, typer.Option(help="Network.")] = IMAGE.model,
     dataset: Annotated[ImageDataset, typer.Option(help="Image dataset.")] = SPEC.dataset,
@@ -114,13 +113,20 @@ def image_train(
     seed: Annotated[
         int, typer.Option(help="Seed of split, initialisation, batches, attacks.")
     ] = IMAGE_LOOP.seed,
-    device: Device = IMAGE_LOOP.device,
+    device: TrainDevice = IMAGE_LOOP.device,
     data_dir: DataDir = None,
     out: Annotated[
         Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
     ] = Path("runs/image"),
     resume: Annotated[
-        bool, typer.Option(help="Continue from the run folder's checkpoint, if there is one.")
+        bool,
+        typer.Option(
+            help="Continue the run in --out from its checkpoint, with the settings it was "
+            "started with (more --epochs, another --patience or --device are fine)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run in --out, finished or not.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
 ) -> None:
@@ -138,7 +144,7 @@ def image_train(
         dataset=dataset.value, data_dir=data_dir, valid_size=valid_size, scale=scale,
         subtract_mean=subtract_mean, train_rows=train_rows,
     )  # fmt: skip
-    summary = train_image(config, data, out, resume=resume, quiet=quiet)
+    summary = train_image(config, data, out, resume=resume, overwrite=overwrite, quiet=quiet)
     if quiet or summary is None:
         return
     title = f"{summary['model']} on {dataset.value}"

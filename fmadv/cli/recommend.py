@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from pandas.api.types import is_numeric_dtype
+from rich import box
 from rich.table import Table
 
 from fmadv.cli.common import (
@@ -24,22 +25,31 @@ from fmadv.errors import ConfigError
 from fmadv.runs.recommend import check_list_format, compare_models, recommend_lists, write_lists
 
 COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage", "novelty",
-                         "own_preference", "stability")  # fmt: skip
+                         "own_preference")  # fmt: skip
 COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lower_own",
                         "only_a_hit_rate", "only_b_hit_rate")  # fmt: skip
+STABILITY = "stability "  # the prefix of the models' stability columns, one per attack
 SHOWN_USERS = 20
 RECOMMEND, COMPARE = defaults_of(recommend_lists), defaults_of(compare_models)
 
 
-def _frame_table(frame, title: str, columns) -> Table:
-    """A rich table of the DataFrame columns named (or prefixed) in ``columns``."""
-    shown = [c for c in frame.columns if any(c == w or c.startswith(w + " ") for w in columns)]
-    table = Table(title=title)
-    for column in shown:
-        table.add_column(column, justify="right" if is_numeric_dtype(frame[column]) else "left")
-    for row in frame[shown].itertuples(index=False):
+def _frame_table(frame, title: str, headers: dict[str, str]) -> Table:
+    """A rich table of the DataFrame columns that ``headers`` names, under its headers,
+    whole at any terminal width: names keep their line, headers wrap at their spaces,
+    and what still does not fit folds onto the next line instead of being cut."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    for column, header in headers.items():
+        numeric = is_numeric_dtype(frame[column])
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=not numeric)  # fmt: skip
+    for row in frame[list(headers)].itertuples(index=False):
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
     return table
+
+
+def _spaced(columns) -> dict[str, str]:
+    """Headers with spaces for underscores, where a narrow column may wrap them."""
+    return {column: column.replace("_", " ") for column in columns}
 
 
 @app.command()
@@ -134,7 +144,14 @@ def compare_topk_command(
         data_dir=data_dir,
     )  # fmt: skip
     comparison = run.comparison
+    models = comparison.models.reset_index()
     title = f"top-{k} on {run.dataset}: {len(comparison.users)} users"
-    console.print(_frame_table(comparison.models.reset_index(), title, COMPARE_MODEL_COLUMNS))
-    console.print(_frame_table(comparison.pairs, "pairs", COMPARE_PAIR_COLUMNS))
+    console.print(_frame_table(models, title, _spaced(COMPARE_MODEL_COLUMNS)))
+    stability = [column for column in models.columns if column.startswith(STABILITY)]
+    if stability:
+        attacked = models.dropna(how="all", subset=stability)
+        headers = {"model": "model", **{c: c.removeprefix(STABILITY) for c in stability}}
+        title = f"stability: share of each top-{k} list kept"
+        console.print(_frame_table(attacked, title, headers))
+    console.print(_frame_table(comparison.pairs, "pairs", _spaced(COMPARE_PAIR_COLUMNS)))
     console.print("written: " + ", ".join(str(p) for p in run.files))

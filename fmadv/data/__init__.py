@@ -2,7 +2,8 @@
 
 - :class:`Dataset` / :class:`Splits`: a float32 CSR design matrix with +-1 labels.
 - :class:`FeatureMap`: named fields in one shared feature index space.
-- Readers: :func:`read_libfm` / :func:`write_libfm`, :func:`load_movielens_100k`,
+- Readers: :func:`read_libfm` / :func:`write_libfm` (a file's implied width is capped by
+  ``$FMADV_MAX_FEATURES``, :data:`MAX_FEATURES_ENV`), :func:`load_movielens_100k`,
   :func:`make_synthetic`, :func:`load_mnist`, :func:`load_cifar10`.
 - Registry: cards in ``datasets/*.toml``, each naming a format of
   :mod:`fmadv.data.formats`; :func:`load_dataset`, :func:`load_images`, :func:`fetch`,
@@ -23,7 +24,7 @@ from fmadv.data.dataset import Dataset, Splits
 from fmadv.data.features import FeatureMap, Field, frame_to_dataset
 from fmadv.data.format import DatasetFormat, format_names, get_format, register_format
 from fmadv.data.images import ImageData, ImageSplits, load_cifar10, load_mnist, read_idx
-from fmadv.data.libfm import read_libfm, write_libfm
+from fmadv.data.libfm import MAX_FEATURES_ENV, read_libfm, write_libfm
 from fmadv.data.movielens import load_movielens_100k, movielens_items
 from fmadv.data.registry import (
     dataset_listing,
@@ -39,6 +40,7 @@ from fmadv.data.synthetic import PlantedFM, make_synthetic, planted_fm
 
 __all__ = [
     "DATA_DIR_ENV",
+    "MAX_FEATURES_ENV",
     "Dataset",
     "DatasetCard",
     "DatasetFormat",

@@ -118,3 +118,14 @@ def count_lines(path: str | Path) -> int:
             n += chunk.count(b"\n")
             last = chunk[-1:]
     return n + (last != b"\n")
+
+
+def row_place(row: int, path: str | Path | None = None) -> str:
+    """How messages name data row ``row`` (counted from 1) of a table read from ``path``.
+
+    ``"row 3"``; for a CSV file also its line, ``"row 3 (line 4)"``, since editors show
+    lines and every CSV here has one header line before its rows.
+    """
+    if path is not None and Path(path).suffix.lower() == ".csv":
+        return f"row {row} (line {row + 1})"
+    return f"row {row}"

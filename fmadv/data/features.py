@@ -6,7 +6,12 @@ fields (python lists, or strings joined by a separator such as ``"Action|Comedy"
 
 Categories are stored as strings so a map survives a JSON round trip unchanged,
 whatever the column types were. Missing values (None, NaN, null, and the empty
-string) activate no feature.
+string) activate no feature. That is how a multi-valued field says "none of these"
+(a film without genres), and how a single-valued field fitted on a column with gaps
+says "unknown"; in any other single-valued field an empty cell is an error, since the
+row would silently be scored from its other fields.
+
+Messages count rows from 1, as people do.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fmadv.data._io import row_place
 from fmadv.data.categories import category_str, category_strings, is_missing
 from fmadv.data.dataset import Dataset
 from fmadv.data.labels import binary_labels
@@ -47,6 +54,11 @@ class Field:
         True when a row may activate several categories (e.g. genres).
     separator : str
         Separator of a multi-valued field given as one string per row.
+    optional : bool
+        Single-valued fields: True when a row may leave the field empty (it then
+        activates none of its features). :meth:`FeatureMap.fit` sets it when the
+        column it learns from has missing values. A multi-valued cell may always be
+        empty.
     """
 
     name: str
@@ -54,6 +66,7 @@ class Field:
     offset: int
     multi: bool = False
     separator: str = "|"
+    optional: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
@@ -131,20 +144,23 @@ class FeatureMap:
         cls,
         categories: Mapping[str, Sequence[Any]],
         multi: Mapping[str, str] | None = None,
+        optional: Collection[str] = (),
     ) -> FeatureMap:
         """Build a map from ``{field: categories}`` in order, computing the offsets.
 
-        ``multi`` maps each multi-valued field to its separator.
+        ``multi`` maps each multi-valued field to its separator; ``optional`` names the
+        single-valued fields a row may leave empty (see :attr:`Field.optional`).
         """
         multi = dict(multi or {})
-        unknown = sorted(set(multi) - set(categories))
-        if unknown:
-            raise ConfigError(f"multi names fields that are not in the map: {unknown}")
+        for option, names in (("multi", multi), ("optional", optional)):
+            unknown = sorted(set(names) - set(categories))
+            if unknown:
+                raise ConfigError(f"{option} names fields that are not in the map: {unknown}")
         fields = []
         offset = 0
         for name, cats in categories.items():
             strs = tuple(category_str(c) for c in cats)
-            f = Field(name, strs, offset, name in multi, multi.get(name, "|"))
+            f = Field(name, strs, offset, name in multi, multi.get(name, "|"), name in optional)
             fields.append(f)
             offset += f.size
         return cls(fields)
@@ -169,6 +185,7 @@ class FeatureMap:
         -------
         FeatureMap
             Categories sorted numerically when they all read as numbers, else as text.
+            A single-valued column with missing values makes an optional field.
         """
         fields = list(fields)
         if len(set(fields)) != len(fields):
@@ -178,6 +195,7 @@ class FeatureMap:
         if unknown:
             raise ConfigError(f"multi names columns that are not in fields: {unknown}")
         categories: dict[str, tuple[str, ...]] = {}
+        optional = []
         for name in fields:
             if name in multi:
                 lists = _multi_strings(_list_column(frame, name), multi[name])
@@ -185,8 +203,10 @@ class FeatureMap:
             else:
                 strs, null = category_strings(_scalar_column(frame, name))
                 seen = set(strs[~null].tolist())
+                if null.any():
+                    optional.append(name)
             categories[name] = _sort_categories(seen)
-        return cls.from_categories(categories, multi)
+        return cls.from_categories(categories, multi, optional)
 
     # -- lookup -------------------------------------------------------------------------
 
@@ -249,7 +269,11 @@ class FeatureMap:
     # -- encoding -----------------------------------------------------------------------
 
     def encode(
-        self, frame: Any, unknown: str = "error", fields: Sequence[str] | None = None
+        self,
+        frame: Any,
+        unknown: str = "error",
+        fields: Sequence[str] | None = None,
+        path: str | Path | None = None,
     ) -> sp.csr_matrix:
         """Encode table rows as a float32 CSR matrix of 0/1 values.
 
@@ -259,14 +283,23 @@ class FeatureMap:
             One column per encoded field.
         unknown : {"error", "ignore"}
             A category not seen by :meth:`fit` raises :class:`DataError` naming the
-            field and value, or is dropped (its row keeps its other features).
+            field, value and row, or is dropped (its row keeps its other features).
         fields : list of str, optional
             Encode only these fields; the others' columns stay empty. Default: all.
+        path : str or Path, optional
+            File the frame was read from; messages start with it (and give a CSV
+            row's line too).
 
         Returns
         -------
         scipy.sparse.csr_matrix
             Shape ``(len(frame), n_features)``, canonical, every stored value 1.
+
+        Raises
+        ------
+        DataError
+            A missing column, an unknown category (``unknown="error"``), or an empty
+            cell in a single-valued field that is not :attr:`~Field.optional`.
         """
         if unknown not in ("error", "ignore"):
             raise ConfigError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
@@ -284,6 +317,8 @@ class FeatureMap:
                 rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
             else:
                 strs, null = category_strings(_scalar_column(frame, name))
+                if null.any() and not f.optional:
+                    raise empty_cell_error(f, int(np.argmax(null)) + 1, path)
                 rows = np.flatnonzero(~null)
                 values = strs[rows]
             codes = self._lookup(f).get_indexer(values) if values.size else np.empty(0, np.int64)
@@ -291,11 +326,7 @@ class FeatureMap:
             if bad.any():
                 if unknown == "error":
                     i = int(np.argmax(bad))
-                    raise DataError(
-                        f"unknown category {values[i]!r} in field {name!r} (row {rows[i]}); "
-                        f"expected one of the {f.size} categories the feature map was fitted on, "
-                        "or pass unknown='ignore' to drop it"
-                    )
+                    raise unknown_category_error(f, values[i], int(rows[i]) + 1, path)
                 rows, codes = rows[~bad], codes[~bad]
             all_rows.append(rows)
             all_cols.append(codes.astype(np.int64) + f.offset)
@@ -325,6 +356,7 @@ class FeatureMap:
                     "offset": f.offset,
                     "multi": f.multi,
                     "separator": f.separator,
+                    "optional": f.optional,
                 }
                 for f in self._fields
             ],
@@ -347,6 +379,7 @@ class FeatureMap:
                     offset=int(d["offset"]),
                     multi=bool(d.get("multi", False)),
                     separator=str(d.get("separator", "|")),
+                    optional=bool(d.get("optional", False)),
                 )
                 for d in data["fields"]
             ]
@@ -364,6 +397,33 @@ class FeatureMap:
     def __repr__(self) -> str:
         parts = ", ".join(f"{f.name}:{f.size}" for f in self._fields)
         return f"FeatureMap(n_features={self._n_features}, fields=[{parts}])"
+
+
+# -- cells a map cannot encode ----------------------------------------------------------
+
+
+def unknown_category_error(
+    field: Field, value: str, row: int, path: str | Path | None
+) -> DataError:
+    """The error for a category ``field`` does not know, in ``row`` (counted from 1)."""
+    return DataError(
+        f"{row_place(row, path)}: unknown category {value!r} of field {field.name!r}; the "
+        f"model has never seen it (the feature map knows {field.size} categories of "
+        f"{field.name!r}): correct or remove the row, or, from Python, pass "
+        "unknown='ignore' to encode the row without it",
+        path,
+    )
+
+
+def empty_cell_error(field: Field, row: int, path: str | Path | None) -> DataError:
+    """The error for an empty cell of a single-valued field that is not optional."""
+    return DataError(
+        f"{row_place(row, path)}: empty cell in column {field.name!r}; the feature map "
+        f"was fitted with a value of {field.name!r} in every row, so the row cannot be "
+        "encoded (it would be scored from its other fields alone): fill in the cell or "
+        "remove the row",
+        path,
+    )
 
 
 # -- frame access (pandas or polars, without importing polars unless it is in use) --------

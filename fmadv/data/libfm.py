@@ -3,20 +3,39 @@
 One row per line: ``label idx:value idx:value ...``. The reader is vectorised (the
 whole file is tokenised at once with numpy) so the frappe files (58k lines) load in a
 fraction of a second, yet every error still names its file and line.
+
+A file that does not state its width (``n_features``) gets the largest index plus one,
+within a budget: ``max_features``, by default ``$FMADV_MAX_FEATURES`` or
+:data:`DEFAULT_MAX_FEATURES`. An FM holds ``n_factors + 1`` weights per feature, so one
+stray index such as ``999999999999:1`` would otherwise ask for terabytes.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from fmadv.checks import integer
 from fmadv.data._io import read_bytes
 from fmadv.data.dataset import Dataset
 from fmadv.data.labels import binary_labels, label_signs
-from fmadv.errors import DataError
+from fmadv.errors import ConfigError, DataError
 from fmadv.io import atomic_write
+
+#: Environment variable that sets the feature budget of files without a stated width,
+#: so that command-line users can raise it.
+MAX_FEATURES_ENV = "FMADV_MAX_FEATURES"
+
+#: The default budget: 8,388,608 features, 570 MB of FM weights at n_factors 16 before
+#: the optimizer's state. Ample for one-hot data (frappe has 5,382 features,
+#: MovieLens-100K 2,625), yet a stray index of 10,000,000 is refused.
+DEFAULT_MAX_FEATURES = 2**23
+
+# Indices are parsed as int64; one of at most this many digits always fits.
+_INDEX_DIGITS = 18
 
 _WHAT = "a libFM text file with lines 'label idx:value ...'"
 
@@ -27,6 +46,7 @@ _SPACE[[9, 10, 11, 12, 13, 32]] = True
 # Per-token error codes; the message of the first bad token (in file order) is raised.
 _OK, _BAD_LABEL, _NO_LABEL, _NO_COLON, _BAD_INDEX, _NEG_INDEX = 0, 1, 2, 3, 4, 5
 _BAD_VALUE, _NONFINITE, _REAL, _ZERO_INDEX, _TOO_BIG, _DUPLICATE = 6, 7, 8, 9, 10, 11
+_OVER_BUDGET, _HUGE_INDEX = 12, 13
 
 # Longest token accepted; real ones ("12345:0.123456789") are far shorter.
 _MAX_TOKEN = 100
@@ -36,11 +56,32 @@ def _text(token: bytes) -> str:
     return token.decode("utf-8", "replace")
 
 
+def max_features_budget(max_features: int | None = None) -> int:
+    """The largest feature space a file may imply: ``max_features`` if given, else
+    ``$FMADV_MAX_FEATURES``, else :data:`DEFAULT_MAX_FEATURES`.
+
+    Raises
+    ------
+    ConfigError
+        The value is not an integer >= 1.
+    """
+    if max_features is not None:
+        return integer("max_features", max_features, 1)
+    text = os.environ.get(MAX_FEATURES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_FEATURES
+    try:
+        return integer(MAX_FEATURES_ENV, int(text), 1)
+    except ValueError:
+        raise ConfigError(f"{MAX_FEATURES_ENV} must be an integer >= 1, got {text!r}") from None
+
+
 def read_libfm(
     path: str | Path,
     n_features: int | None = None,
     allow_real_valued: bool = False,
     zero_based: bool = True,
+    max_features: int | None = None,
 ) -> Dataset:
     """Read a libFM / libSVM text file into a :class:`Dataset`.
 
@@ -52,13 +93,17 @@ def read_libfm(
         ``#`` comments are not supported (a ``#`` token is a malformed token).
     n_features : int, optional
         Width of the feature space. An index at or beyond it is an error. Default:
-        the largest index seen plus one.
+        the largest index seen plus one, within ``max_features``.
     allow_real_valued : bool
         The FM here takes binary inputs, so a value other than 0 or 1 is an error
         unless this is True. Zero values are always dropped.
     zero_based : bool
         True when indices start at 0 (libFM, the NFM/AFM files); False for 1-based
         libSVM files, whose indices are shifted down by one.
+    max_features : int, optional
+        Without ``n_features``, an index that makes the feature space wider than this
+        is an error (see :func:`max_features_budget` for the default; the environment
+        variable ``FMADV_MAX_FEATURES`` raises it for the command line).
 
     Returns
     -------
@@ -72,13 +117,17 @@ def read_libfm(
     DataError
         Missing or empty file, blank line before the end, bad label, malformed token
         (no colon, non-integer or negative index, non-numeric value), NaN/inf value,
-        real-valued feature without ``allow_real_valued``, index out of range, or an
-        index repeated within a row. The message starts with ``path:line:``.
+        real-valued feature without ``allow_real_valued``, index out of range, an
+        index beyond the budget or the 64-bit range, or an index repeated within a row.
+        The message starts with ``path:line:``.
+    ConfigError
+        A budget that is not an integer >= 1.
     """
     path = Path(path)
-    data = read_bytes(path, _WHAT)
     if n_features is not None and n_features < 0:
         raise DataError(f"n_features must be >= 0, got {n_features}")
+    budget = max_features_budget(max_features) if n_features is None else None
+    data = read_bytes(path, _WHAT)
 
     b = np.frombuffer(data, dtype=np.uint8)
     space = _SPACE[b]
@@ -132,10 +181,11 @@ def read_libfm(
     feat_pos = np.flatnonzero(~first)
     head, sep, tail = np.strings.partition(tokens[feat_pos], b":")
     no_colon = sep == b""
-    head_digits = np.strings.isdigit(head) & (np.strings.str_len(head) <= 18)
+    all_digits = np.strings.isdigit(head)
+    huge = ~no_colon & all_digits & (np.strings.str_len(head) > _INDEX_DIGITS)
     negative = np.strings.startswith(head, b"-")
     idx = np.zeros(feat_pos.size, dtype=np.int64)
-    idx_ok = ~no_colon & head_digits
+    idx_ok = ~no_colon & all_digits & ~huge
     idx[idx_ok] = head[idx_ok].astype(np.int64)
 
     values = np.ones(feat_pos.size, dtype=np.float64)
@@ -153,9 +203,8 @@ def read_libfm(
         idx = idx - 1
     zero_index = idx_ok & (idx < 0)
     good = idx_ok & ~zero_index
-    too_big = np.zeros(feat_pos.size, dtype=bool)
-    if n_features is not None:
-        too_big = good & (idx >= n_features)
+    too_big = good & (idx >= n_features) if n_features is not None else np.zeros_like(good)
+    over_budget = good & (idx >= budget) if budget is not None else np.zeros_like(good)
 
     # Duplicate index within a row: sort by (row, index) and compare neighbours; the
     # later token of a pair (in file order) is the one reported.
@@ -170,12 +219,14 @@ def read_libfm(
     codes = np.zeros(feat_pos.size, dtype=np.int8)
     codes[duplicate] = _DUPLICATE
     codes[too_big] = _TOO_BIG
+    codes[over_budget] = _OVER_BUDGET
     codes[zero_index] = _ZERO_INDEX
     if not allow_real_valued:
         codes[real] = _REAL
     codes[nonfinite] = _NONFINITE
     codes[bad_value] = _BAD_VALUE
-    codes[~no_colon & ~head_digits] = _BAD_INDEX
+    codes[~no_colon & ~all_digits] = _BAD_INDEX
+    codes[huge] = _HUGE_INDEX
     codes[~no_colon & negative] = _NEG_INDEX
     codes[no_colon] = _NO_COLON
     err[feat_pos] = codes
@@ -192,7 +243,9 @@ def read_libfm(
             )
         assert tok_err is not None and err_line is not None
         raise DataError(
-            _message(int(err[tok_err]), tokens[tok_err], n_features, zero_based), path, err_line
+            _message(int(err[tok_err]), tokens[tok_err], n_features, budget, zero_based),
+            path,
+            err_line,
         )
 
     keep = values != 0
@@ -228,7 +281,9 @@ def _parse_floats(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def _message(code: int, token: bytes, n_features: int | None, zero_based: bool) -> str:
+def _message(
+    code: int, token: bytes, n_features: int | None, budget: int | None, zero_based: bool
+) -> str:
     t = _text(token)
     head, _, tail = t.partition(":")
     if code == _BAD_LABEL:
@@ -257,6 +312,20 @@ def _message(code: int, token: bytes, n_features: int | None, zero_based: bool) 
         return (
             f"token {t!r}: feature index {head} is out of range for {n_features} features "
             f"(expected {lo}..{(n_features or 0) - 1 + lo})"
+        )
+    if code == _OVER_BUDGET:
+        width = int(head) + (1 if zero_based else 0)
+        return (
+            f"token {t!r}: feature index {head} makes the feature space {width:,} features "
+            f"wide, beyond the budget of {budget:,} (an FM holds n_factors + 1 weights per "
+            "feature); if the data really is that wide, raise the budget: max_features= "
+            f"in Python, or for the CLI the environment variable {MAX_FEATURES_ENV}, "
+            f"e.g. {MAX_FEATURES_ENV}={width}"
+        )
+    if code == _HUGE_INDEX:
+        return (
+            f"token {t!r}: feature index {head} is too large "
+            f"(indices have at most {_INDEX_DIGITS} digits)"
         )
     if code == _DUPLICATE:
         return f"token {t!r}: feature index {head} appears twice in this row"

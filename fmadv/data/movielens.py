@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from fmadv.data._io import read_bytes
 from fmadv.data.dataset import Dataset, Splits
 from fmadv.data.features import FeatureMap
+from fmadv.data.labels import binary_labels
 from fmadv.data.splits import carve, check_fraction, random_split, split_dataset
 from fmadv.errors import ConfigError, DataError
 
@@ -251,7 +252,8 @@ def load_movielens_100k(
         <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+) and ``"occupation"``; also
         accepted as one comma-separated string.
     threshold : float
-        A rating >= threshold is labelled +1, any other rating -1.
+        A rating >= threshold is labelled +1, any other rating -1. A threshold that
+        labels every rating of a file alike (e.g. 9) is a :class:`DataError`.
     split : str
         ``"random"``: seeded shuffle, ``test_size`` of the ratings for test, then
         ``valid_size`` of the rest for validation. ``"temporal"``: per user, the
@@ -290,21 +292,18 @@ def load_movielens_100k(
     item_ids = items["item_id"].to_numpy(np.int64)
 
     if split in OFFICIAL_SPLITS:
-        parts = []
-        for suffix in ("base", "test"):
-            path = directory / f"{split}.{suffix}"
-            table = read_ratings(path)
-            _check_ids(table, user_ids, item_ids, path)
-            parts.append(table)
-        table = np.concatenate(parts)
-        n_base = parts[0].shape[0]
+        parts = [
+            _read_labelled(directory / f"{split}.{suffix}", user_ids, item_ids, threshold)
+            for suffix in ("base", "test")
+        ]
+        table = np.concatenate([rated for rated, _ in parts])
+        y = np.concatenate([labels for _, labels in parts])
+        n_base = parts[0][0].shape[0]
     else:
-        path = directory / "u.data"
-        table = read_ratings(path)
-        _check_ids(table, user_ids, item_ids, path)
+        table, y = _read_labelled(directory / "u.data", user_ids, item_ids, threshold)
 
     fmap = movielens_feature_map(users, items, side)
-    data = _encode(table, users, items, fmap, side, threshold)
+    data = _encode(table, y, users, items, fmap, side)
 
     if split in OFFICIAL_SPLITS:
         train, valid = carve(np.arange(n_base), valid_size, seed)
@@ -316,13 +315,22 @@ def load_movielens_100k(
     return split_dataset(data, train, valid, test)
 
 
+def _read_labelled(
+    path: Path, user_ids: np.ndarray, item_ids: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ratings file and its labels; a threshold that leaves one class names the file."""
+    table = read_ratings(path)
+    _check_ids(table, user_ids, item_ids, path)
+    return table, binary_labels(table[:, 2], threshold=threshold, column="rating", path=path)
+
+
 def _encode(
     table: np.ndarray,
+    y: np.ndarray,
     users: pd.DataFrame,
     items: pd.DataFrame,
     fmap: FeatureMap,
     side: list[str],
-    threshold: float,
 ) -> Dataset:
     # Encode the user and item tables once, then build each rating row as the sum of
     # its user row and its item row (their columns never overlap).
@@ -351,7 +359,7 @@ def _encode(
     ratings = table[:, 2].astype(np.float32)
     return Dataset(
         X=X,
-        y=np.where(ratings >= threshold, 1.0, -1.0).astype(np.float32),
+        y=y,
         feature_map=fmap,
         name=NAME,
         user_ids=table[:, 0],

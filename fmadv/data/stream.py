@@ -37,8 +37,8 @@ import torch
 
 from fmadv.checks import integer
 from fmadv.data.categories import category_str, distinct_category_strings
-from fmadv.data.features import FeatureMap, Field
-from fmadv.data.labels import binary_labels
+from fmadv.data.features import FeatureMap, Field, empty_cell_error, unknown_category_error
+from fmadv.data.labels import LabelCounts, binary_labels
 from fmadv.errors import ConfigError, DataError
 from fmadv.sparse import SparseBatch
 
@@ -223,14 +223,19 @@ def stream_feature_map(
     if n_rows == 0:
         raise _empty_log(path)
 
-    # The distinct values go through FeatureMap.fit itself, so the category strings and
-    # their order are exactly what fitting on the whole log gives: fit only ever looks
-    # at each value on its own, never at how often or where it occurs.
+    # The distinct values go through FeatureMap.fit itself, so the category strings, their
+    # order and whether the field may be empty are exactly what fitting on the whole log
+    # gives: fit only ever looks at each value on its own, never at how often or where
+    # it occurs.
     categories: dict[str, tuple[str, ...]] = {}
+    optional = []
     for name in fields:
         sep = {name: multi[name]} if name in multi else None
-        categories[name] = FeatureMap.fit(distinct[name], [name], sep).field(name).categories
-    return FeatureMap.from_categories(categories, multi)
+        fitted = FeatureMap.fit(distinct[name], [name], sep).field(name)
+        categories[name] = fitted.categories
+        if fitted.optional:
+            optional.append(name)
+    return FeatureMap.from_categories(categories, multi, optional)
 
 
 def _distinct_parquet(
@@ -314,7 +319,7 @@ class LogChunk:
     y : numpy.ndarray
         float32 labels in {-1, +1}.
     start : int
-        Position in the file of the chunk's first row. The rows after it follow it in
+        Position in the file (from 0) of the chunk's first row. The rows after it follow it in
         the file, except where a chunk of a shuffled visit (:meth:`StreamingLog.chunks`
         with an rng) runs from one Parquet row group into the next.
     ratings : numpy.ndarray or None
@@ -351,7 +356,9 @@ class StreamingLog:
         Numeric labels: +1 when ``label >= threshold``, else -1 (ratings kept in
         :attr:`LogChunk.ratings`).
     positive : scalar or collection, optional
-        Label value(s) meaning +1; every other value means -1.
+        Label value(s) meaning +1; every other value means -1. With either, the label
+        column is read once when the log is opened, and a :class:`DataError` is raised
+        if every row comes out the same class or a label is missing.
     chunk_rows : int
         Rows read and encoded at a time (about: CSV chunks follow the engine's morsels).
     shuffle_chunks : int
@@ -361,6 +368,8 @@ class StreamingLog:
     unknown : {"error", "ignore"}
         A category the feature map does not know raises :class:`DataError` naming the
         field, the value and the row, or is dropped (the row keeps its other features).
+        An empty cell is an error unless the field is optional or multi-valued, as in
+        :meth:`FeatureMap.encode`.
 
     Notes
     -----
@@ -415,7 +424,8 @@ class StreamingLog:
         self.columns: list[str] = list(dict.fromkeys(c for c in wanted if c is not None))
         _require_columns(schema, self.columns, self.path)
         self._codes = {f.name: _FieldCodes(f) for f in feature_map.fields}
-        self._n_rows = self._count_rows()
+        labelled = threshold is not None or positive is not None
+        self._n_rows = self._check_label_classes() if labelled else self._count_rows()
         if self._n_rows == 0:
             raise _empty_log(self.path)
 
@@ -448,10 +458,29 @@ class StreamingLog:
         except _READ_ERRORS as err:
             raise _read_error(err, self.path) from None
 
+    def _check_label_classes(self) -> int:
+        """Rows in the log, counted in one pass over the label column that also checks
+        that the threshold or positive values give both classes. Checked per chunk, a
+        log sorted by rating would pass; checked during training, the error would come
+        an epoch late."""
+        counts = LabelCounts()
+        for frame in self._frames(None, [self.label]):
+            raw = frame.get_column(self.label).to_numpy()
+            y = self._label_signs(raw, lambda i, at=counts.rows: at + i)
+            counts.add(raw, y, self.threshold)
+        counts.check(
+            threshold=self.threshold, positive=self.positive, column=self.label, path=self.path
+        )
+        return counts.rows
+
     # -- chunks -------------------------------------------------------------------------
 
-    def _frames(self, groups: list[int] | None) -> Iterator[pl.DataFrame]:
-        """Raw chunks of the needed columns; Parquet row groups in the order ``groups``."""
+    def _frames(
+        self, groups: list[int] | None, columns: list[str] | None = None
+    ) -> Iterator[pl.DataFrame]:
+        """Raw chunks of ``columns`` (default: the needed ones); Parquet row groups in the
+        order ``groups``."""
+        columns = self.columns if columns is None else columns
         try:
             if self.is_parquet:
                 with pq.ParquetFile(
@@ -460,13 +489,13 @@ class StreamingLog:
                     yield from (
                         pl.from_arrow(batch)
                         for batch in parquet.iter_batches(
-                            batch_size=self.chunk_rows, row_groups=groups, columns=self.columns
+                            batch_size=self.chunk_rows, row_groups=groups, columns=columns
                         )
                     )
             else:
                 if not hasattr(pl.LazyFrame, "collect_batches"):
                     raise ConfigError("streaming a CSV log needs polars >= 1.34")
-                lf = scan_log(self.path).select(self.columns)
+                lf = scan_log(self.path).select(columns)
                 # lazy=True: the query starts at the first chunk asked for, and stops
                 # when this generator is dropped (e.g. training stopped early).
                 yield from lf.collect_batches(chunk_size=self.chunk_rows, lazy=True)
@@ -497,28 +526,31 @@ class StreamingLog:
             stream_starts = np.concatenate([[0], np.cumsum(sizes[order])[:-1]])
             file_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[order]
 
-        def file_row(position: int) -> int:
-            g = int(np.searchsorted(stream_starts, position, side="right")) - 1
-            return int(file_starts[g] + position - stream_starts[g])
+        def file_position(streamed: int) -> int:
+            g = int(np.searchsorted(stream_starts, streamed, side="right")) - 1
+            return int(file_starts[g] + streamed - stream_starts[g])
 
-        position = 0
+        streamed = 0
         for frame in self._frames(groups):
             if frame.height:
-                yield self._encode(frame, lambda i, at=position: file_row(at + i))
-            position += frame.height
+                yield self._encode(frame, lambda i, at=streamed: file_position(at + i))
+            streamed += frame.height
 
-    def _encode(self, frame: pl.DataFrame, row: Callable[[int], int]) -> LogChunk:
-        """Encode one raw chunk; ``row(i)`` is the file position of its row ``i``."""
-        X = self._encode_features(frame, row)
-        y, ratings = self._labels(frame.get_column(self.label), row)
+    def _encode(self, frame: pl.DataFrame, position: Callable[[int], int]) -> LogChunk:
+        """Encode one raw chunk; ``position(i)`` is the file position (from 0) of its row
+        ``i``."""
+        X = self._encode_features(frame, position)
+        y, ratings = self._labels(frame.get_column(self.label), position)
         ids = {
             key: self._ids(frame.get_column(col), col)
             for key, col in (("user_ids", self.user_column), ("item_ids", self.item_column))
             if col is not None
         }
-        return LogChunk(X=X, y=y, start=row(0), ratings=ratings, **ids)
+        return LogChunk(X=X, y=y, start=position(0), ratings=ratings, **ids)
 
-    def _encode_features(self, frame: pl.DataFrame, row: Callable[[int], int]) -> sp.csr_matrix:
+    def _encode_features(
+        self, frame: pl.DataFrame, position: Callable[[int], int]
+    ) -> sp.csr_matrix:
         n = frame.height
         all_rows: list[np.ndarray] = []
         all_cols: list[np.ndarray] = []
@@ -541,16 +573,17 @@ class StreamingLog:
                 rows = np.arange(n, dtype=np.int64)
                 values = column.to_numpy()
             codes = self._codes[f.name](values)
+            if not (f.multi or f.optional):
+                empty = codes == _NO_FEATURE
+                if empty.any():
+                    row = position(int(rows[np.argmax(empty)])) + 1
+                    raise empty_cell_error(f, row, self.path)
             if self.unknown == "error":
                 bad = codes == -1
                 if bad.any():
                     i = int(np.argmax(bad))
-                    raise DataError(
-                        f"unknown category {category_str(values[i])!r} in field {f.name!r} "
-                        f"(row {row(int(rows[i]))}); expected one of the {f.size} "
-                        "categories the feature map was fitted on, or pass unknown='ignore'",
-                        self.path,
-                    )
+                    row = position(int(rows[i])) + 1
+                    raise unknown_category_error(f, category_str(values[i]), row, self.path)
             keep = codes >= 0
             all_rows.append(rows[keep])
             all_cols.append(codes[keep].astype(np.int64) + f.offset)
@@ -567,20 +600,25 @@ class StreamingLog:
         return X
 
     def _labels(
-        self, column: pl.Series, row: Callable[[int], int]
+        self, column: pl.Series, position: Callable[[int], int]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         raw = column.to_numpy()
-        y = binary_labels(
+        y = self._label_signs(raw, position)
+        if self.threshold is None:
+            return y, None
+        return y, np.asarray(raw, dtype=np.float64).astype(np.float32)
+
+    def _label_signs(self, raw: np.ndarray, position: Callable[[int], int]) -> np.ndarray:
+        """Labels of one chunk; the classes are checked for the whole log, when opened."""
+        return binary_labels(
             raw,
             threshold=self.threshold,
             positive=self.positive,
             column=self.label,
             path=self.path,
-            row=row,
+            row=lambda i: position(i) + 1,
+            check_classes=False,
         )
-        if self.threshold is None:
-            return y, None
-        return y, np.asarray(raw, dtype=np.float64).astype(np.float32)
 
     def _ids(self, column: pl.Series, name: str) -> np.ndarray:
         try:

@@ -10,12 +10,21 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.attacks import Attack
+from fmadv.checks import integer, positive
 from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.estimators.base import Estimator, default
 from fmadv.evaluation.predict import predict_scores
 from fmadv.evaluation.robustness import attacked_scores
-from fmadv.io import load_tensors, save_tensors
+from fmadv.io import (
+    check_kind,
+    check_tensors,
+    header_value,
+    history_records,
+    load_tensors,
+    model_file,
+    save_tensors,
+)
 from fmadv.losses import get_loss
 from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
@@ -155,6 +164,8 @@ class FMClassifier(Estimator):
 
     def validate(self) -> None:
         """Check every hyperparameter, before any data is read."""
+        integer("n_factors", self.n_factors, 1)
+        positive("init_std", self.init_std)
         self.train_config().validate()
         self.config(FMPenalty)
         self.objective()
@@ -264,26 +275,58 @@ class FMClassifier(Estimator):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> FMClassifier:
-        """Read a model written by :meth:`save`; ``feature_map_`` and ``metadata_`` are set."""
+        """Read a model written by :meth:`save` (or the one of a run folder);
+        ``feature_map_`` and ``metadata_`` are set.
+
+        Every field and tensor is checked first: a damaged file raises
+        :class:`ModelFileError` rather than predicting wrong numbers.
+        """
+        path = model_file(path)
         tensors, header = load_tensors(path)
-        try:
-            estimator = cls.from_params(header["params"])
-            n_features = int(header["n_features"])
-            factors = tensors["factors"]
-            model = FactorizationMachine(n_features, factors.shape[1])
-            model.load_state_dict(tensors)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise ModelFileError(f"{path}: inconsistent model file ({err})") from None
+        estimator = cls._from_saved_params(path, header)
+        n_features = header_value(path, header, "n_features", int, minimum=1)
+        n_factors = check_kind(path, "parameter 'n_factors'", estimator.n_factors, int, minimum=1)
+        shapes = {"bias": (), "linear": (n_features,), "factors": (n_features, n_factors)}
+        check_tensors(path, tensors, shapes)
+        model = FactorizationMachine(n_features, n_factors)
+        model.load_state_dict(tensors)
         estimator.model_ = model.to(resolve_device(device))
         estimator.n_features_in_ = n_features
-        estimator.history_ = History(records=header.get("history", []))
+        estimator.history_ = History(records=history_records(path, header))
+        estimator.feature_map_ = cls._saved_feature_map(path, header, n_features)
+        # What the model was trained on, read back by the commands that reuse it.
+        header_value(path, header, "data", dict, default={})
         estimator.metadata_ = header
-        estimator.feature_map_ = None
-        if header.get("feature_map") is not None:
-            from fmadv.data.features import FeatureMap
-
-            estimator.feature_map_ = FeatureMap.from_dict(header["feature_map"])
         return estimator
+
+    @classmethod
+    def _from_saved_params(cls, path: Path, header: dict) -> FMClassifier:
+        params = header_value(path, header, "params", dict)
+        try:
+            return cls.from_params(params)
+        except TypeError as err:  # a parameter this release does not know
+            raise ModelFileError(
+                f"{path}: parameters that do not fit {cls.__name__} ({err})"
+            ) from None
+
+    @staticmethod
+    def _saved_feature_map(path: Path, header: dict, n_features: int):
+        """The model's :class:`~fmadv.data.features.FeatureMap`, or None when it has none."""
+        from fmadv.data.features import FeatureMap
+
+        saved = header_value(path, header, "feature_map", dict, default=None)
+        if saved is None:
+            return None
+        try:
+            feature_map = FeatureMap.from_dict(saved)
+        except DataError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+        if feature_map.n_features != n_features:
+            raise ModelFileError(
+                f"{path}: the feature map has {feature_map.n_features} features, "
+                f"the model {n_features}"
+            )
+        return feature_map
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -35,7 +35,15 @@ from fmadv.data.image_prep import PreparedImages, batches
 from fmadv.errors import ConfigError, ModelFileError
 from fmadv.evaluation.images import adversarial_examples
 from fmadv.evaluation.predict import predict_logits
-from fmadv.io import load_tensors, save_tensors
+from fmadv.io import (
+    check_kind,
+    check_tensors,
+    header_value,
+    history_records,
+    load_tensors,
+    model_file,
+    save_tensors,
+)
 from fmadv.metrics.images import confidence_report
 from fmadv.models.image import IMAGE_MODELS, ImageModel, make_image_model
 from fmadv.training.device import resolve_device
@@ -271,22 +279,39 @@ class ImageClassifier:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ImageClassifier:
-        """Read a model written by :meth:`save` (earlier releases' files included)."""
+        """Read a model written by :meth:`save` (or the one of a run folder; earlier
+        releases' files included), every field and tensor checked first."""
+        path = model_file(path)
         tensors, header = load_tensors(path, kind=IMAGE_FORMAT)
+        shape = cls._saved_shape(path, header)
+        n_classes = header_value(path, header, "n_classes", int, minimum=1)
+        saved_config = header_value(path, header, "config", dict)
         try:
-            config = ImageTrainConfig.from_dict(header["config"])
-            shape = tuple(header["shape"])
-            model = build_model(config, shape, int(header["n_classes"]))
-            weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-            model.load_state_dict(weights)
-        except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
+            config = ImageTrainConfig.from_dict(saved_config)
+            model = build_model(config, shape, n_classes)
+        except (KeyError, TypeError, ValueError, ConfigError) as err:
             raise ModelFileError(f"{path}: inconsistent image model file ({err})") from None
+        shapes = {f"model.{k}": v.shape for k, v in model.state_dict().items()}
+        box = ("low", "high", "mean") if "mean" in tensors else ("low", "high")
+        check_tensors(path, tensors, {**shapes, **dict.fromkeys(box, shape)})
+        if (tensors["low"] > tensors["high"]).any():
+            raise ModelFileError(f"{path}: the box's low bound exceeds its high bound")
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k in shapes})
         model.to(resolve_device(device)).eval()
         return cls(
-            model, config, shape, int(header["n_classes"]), int(header["scale"]),
-            tensors.get("mean"), tensors["low"], tensors["high"], header.get("dataset", ""),
-            History(records=header.get("history", [])),
+            model, config, shape, n_classes, header_value(path, header, "scale", int, minimum=1),
+            tensors.get("mean"), tensors["low"], tensors["high"],
+            header_value(path, header, "dataset", str, default=""),
+            History(records=history_records(path, header)),
         )  # fmt: skip
+
+    @staticmethod
+    def _saved_shape(path: Path, header: dict) -> tuple[int, int, int]:
+        """The (channels, height, width) of the images a saved model takes."""
+        shape = header_value(path, header, "shape", list)
+        if len(shape) != 3:
+            raise ModelFileError(f"{path}: 'shape' has {len(shape)} entries, expected 3")
+        return tuple(check_kind(path, "a 'shape' entry", d, int, minimum=1) for d in shape)
 
 
 def build_model(config: ImageTrainConfig, shape, n_classes: int) -> ImageModel:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from fmadv.data import Dataset, Splits, load_dataset, read_libfm, select_options
 from fmadv.errors import ConfigError
 
@@ -51,6 +54,21 @@ class DataSpec:
     threshold: float | None = None
     allow_real_valued: bool = False
 
+    def record(self) -> dict[str, Any]:
+        """Where the rows come from, as the model and the run folder record it; found
+        without reading any data, so a run can compare it before it loads."""
+        if self.log is not None:
+            record = {"log": str(self.log), "fields": list(self.fields), "label": self.label,
+                      "threshold": self.threshold}  # fmt: skip
+            if self.valid_log is not None:
+                record["valid_log"] = str(self.valid_log)
+            return record
+        if self.train_file is not None:
+            files = {"train": self.train_file, "valid": self.valid_file, "test": self.test_file}
+            return {"files": {name: str(path) for name, path in files.items() if path is not None}}
+        settings = {"allow_real_valued": self.allow_real_valued or None, **self.settings}
+        return {"dataset": self.dataset, "options": select_options(self.dataset, **settings)}
+
 
 @dataclass
 class TrainingRows:
@@ -71,12 +89,38 @@ def load_training_rows(spec: DataSpec) -> TrainingRows:
             read_libfm_rows(path, n, spec.allow_real_valued) if path else None
             for path in (spec.valid_file, spec.test_file)
         )
-        return TrainingRows(train, valid, test, {"files": {"train": str(spec.train_file)}})
-    settings = {"allow_real_valued": spec.allow_real_valued or None, **spec.settings}
-    options = select_options(spec.dataset, **settings)
-    splits = load_dataset(spec.dataset, spec.data_dir, **options)
-    record = {"dataset": spec.dataset, "options": options}
+        return TrainingRows(train, valid, test, spec.record())
+    record = spec.record()
+    splits = load_dataset(spec.dataset, spec.data_dir, **record["options"])
     return TrainingRows(splits.train, splits.valid, splits.test, record)
+
+
+@dataclass
+class StreamedRows:
+    """Training rows streamed from a log chunk by chunk, the feature map of one pass over
+    it, the validation rows (in memory), and the record of where they came from."""
+
+    train: Any  # a fmadv.data.stream.StreamingLog
+    feature_map: Any  # a fmadv.data.features.FeatureMap
+    eval_set: tuple[sp.csr_matrix, np.ndarray] | None
+    record: dict
+
+
+def stream_training_rows(spec: DataSpec) -> StreamedRows:
+    """The rows of ``spec.log``: one streaming pass for the feature map, then batches read
+    chunk by chunk with bounded memory; the validation log is read into memory."""
+    from fmadv.data.stream import StreamingLog, stream_feature_map
+
+    if not spec.fields or spec.label is None:
+        raise ConfigError("--log needs --fields (feature columns) and --label (the label column)")
+    feature_map = stream_feature_map(spec.log, list(spec.fields))
+    train = StreamingLog(spec.log, feature_map, spec.label, threshold=spec.threshold)
+    eval_set = None
+    if spec.valid_log is not None:
+        valid = StreamingLog(spec.valid_log, feature_map, spec.label, threshold=spec.threshold)
+        chunks = list(valid.chunks())
+        eval_set = (sp.vstack([c.X for c in chunks]).tocsr(), np.concatenate([c.y for c in chunks]))
+    return StreamedRows(train, feature_map, eval_set, spec.record())
 
 
 def read_libfm_rows(path: Path, n_features: int | None, allow_real_valued: bool) -> Dataset:

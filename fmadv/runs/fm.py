@@ -11,17 +11,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.evaluation.robustness import flip_curve, line_search_scores
-from fmadv.io import atomic_write
+from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
 from fmadv.metrics.classification import classification_report
 from fmadv.metrics.robustness import robustness_report
 from fmadv.plots import plot_flip_curves
-from fmadv.runs.data import DataSpec, labelled_rows, load_training_rows, read_libfm_rows
+from fmadv.runs.data import (
+    DataSpec,
+    StreamedRows,
+    TrainingRows,
+    labelled_rows,
+    load_training_rows,
+    read_libfm_rows,
+    stream_training_rows,
+)
 from fmadv.runs.folder import RunFolder, is_main_process, write_json
 from fmadv.runs.progress import epoch_progress
 from fmadv.threat import DEFAULT_EPS, check_linf_eps
@@ -33,20 +40,35 @@ def train_fm(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
 ) -> dict | None:
     """Train ``estimator`` on ``data`` and write the run folder ``out``.
 
+    A folder that holds a run is not trained into again unless ``resume`` continues that
+    run from its checkpoint (with the settings it was started with; more epochs, another
+    patience or device are fine) or ``overwrite`` replaces it.
+
     Returns the run's summary (also written to ``summary.json``); None in the processes
-    of a ``torchrun`` group other than the first, which write nothing.
+    of a ``torchrun`` group other than the first, which write nothing. A Ctrl-C raises
+    :class:`~fmadv.runs.folder.RunInterrupted`.
     """
     estimator.validate()  # option errors before any data is read
-    # The folder is made only once the data has loaded: bad input leaves nothing behind.
     folder = RunFolder(Path(out))
-    if data.log is not None:
-        return _train_streaming(estimator, data, folder, resume, quiet)
-    rows = load_training_rows(data)
-    folder.create()
+    settings = {**estimator.get_params(), "data": data.record()}
+    folder.check_start(settings, resume=resume, overwrite=overwrite)
+    # The folder is made only once the data has loaded: bad input leaves nothing behind.
+    rows = load_training_rows(data) if data.log is None else stream_training_rows(data)
+    folder.start(settings, overwrite=overwrite)
+    with folder.training():
+        if isinstance(rows, StreamedRows):
+            return _fit_stream(estimator, rows, folder, resume, quiet)
+        return _fit_rows(estimator, rows, folder, resume, quiet)
+
+
+def _fit_rows(
+    estimator: FMClassifier, rows: TrainingRows, folder: RunFolder, resume: bool, quiet: bool
+) -> dict | None:
     main = is_main_process()
     eval_set = (rows.valid.X, rows.valid.y) if rows.valid is not None else None
     with epoch_progress(quiet or not main, estimator.epochs, rows.train.n_rows) as progress:
@@ -66,43 +88,23 @@ def train_fm(
                    best_epoch=estimator.history_.best_epoch)  # fmt: skip
 
 
-def _train_streaming(
-    estimator: FMClassifier, data: DataSpec, folder: RunFolder, resume: bool, quiet: bool
+def _fit_stream(
+    estimator: FMClassifier, rows: StreamedRows, folder: RunFolder, resume: bool, quiet: bool
 ) -> dict | None:
-    """One streaming pass for the feature map, then training on chunk-by-chunk batches
-    with bounded memory."""
-    from fmadv.data.stream import StreamingLog, stream_feature_map
-
-    if not data.fields or data.label is None:
-        raise ConfigError("--log needs --fields (feature columns) and --label (the label column)")
-    feature_map = stream_feature_map(data.log, list(data.fields))
-    train = StreamingLog(data.log, feature_map, data.label, threshold=data.threshold)
-    eval_set = None
-    if data.valid_log is not None:
-        valid = StreamingLog(data.valid_log, feature_map, data.label, threshold=data.threshold)
-        chunks = list(valid.chunks())
-        eval_set = (sp.vstack([c.X for c in chunks]).tocsr(), np.concatenate([c.y for c in chunks]))
-    folder.create()
     main = is_main_process()
-    with epoch_progress(quiet or not main, estimator.epochs, train.n_rows) as progress:
+    with epoch_progress(quiet or not main, estimator.epochs, rows.train.n_rows) as progress:
         estimator.fit_stream(
-            train, eval_set=eval_set, log_path=folder.metrics,
+            rows.train, eval_set=rows.eval_set, log_path=folder.metrics,
             checkpoint=folder.checkpoint, resume=resume, **progress.callbacks(),
         )  # fmt: skip
     if not main:
         return None
-    record = {
-        "log": str(data.log),
-        "fields": list(data.fields),
-        "label": data.label,
-        "threshold": data.threshold,
-    }
     results = {}
-    if eval_set is not None:
-        results["valid"] = classification_report(
-            eval_set[1], estimator.decision_function(eval_set[0])
-        )
-    return _finish(estimator, folder, feature_map, record, results, rows=train.n_rows)
+    if rows.eval_set is not None:
+        X, y = rows.eval_set
+        results["valid"] = classification_report(y, estimator.decision_function(X))
+    return _finish(estimator, folder, rows.feature_map, rows.record, results,
+                   rows=rows.train.n_rows)  # fmt: skip
 
 
 def _finish(estimator, folder: RunFolder, feature_map, record, results, **facts) -> dict:
@@ -146,7 +148,7 @@ def predict_fm(model_path: str | Path, input_file: Path, device: str = "cpu") ->
             frame = pd.read_csv(input_file, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
             raise ConfigError(f"{input_file}: not a readable CSV ({err})") from None
-        X = model.feature_map_.encode(frame)
+        X = model.feature_map_.encode(frame, path=input_file)
     else:
         X = read_libfm_rows(input_file, model.n_features_in_, model.allow_real_valued).X
     scores = model.decision_function(X)
@@ -181,7 +183,7 @@ def robustness_fm(
 
     The attack and support default to those the model was trained with.
     """
-    model_path = Path(model_path)
+    model_path = model_file(model_path)
     grid = [check_linf_eps(float(e)) for e in eps_grid]
     check_linf_eps(eps)
     model = FMClassifier.load(model_path, device=device)

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from fmadv.attacks import ALIASES, ATTACKS, Attack
+from fmadv.checks import integer
 from fmadv.data.image_prep import PreparedImages, load_image_dataset
 from fmadv.errors import ConfigError
 from fmadv.estimators.base import default
@@ -27,7 +28,7 @@ from fmadv.estimators.image import (
 )
 from fmadv.evaluation.images import accuracy_curve, attack_report
 from fmadv.evaluation.predict import predict_logits
-from fmadv.io import atomic_write
+from fmadv.io import atomic_write, model_file
 from fmadv.metrics.images import confidence_report
 from fmadv.plots import plot_accuracy_curves
 from fmadv.runs.folder import RunFolder, is_main_process
@@ -84,18 +85,48 @@ def train_image(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
 ) -> dict | None:
     """Train an image classifier as ``config`` says on ``data`` and write the run folder
     ``out``.
 
+    A folder that holds a run is not trained into again unless ``resume`` continues that
+    run from its checkpoint (with the settings it was started with; more epochs, another
+    patience or device are fine) or ``overwrite`` replaces it.
+
     Returns the run's summary (also written to ``summary.json``), with the clean
     accuracy and confidence on the validation and test images; None in the processes of
-    a ``torchrun`` group other than the first, which write nothing.
+    a ``torchrun`` group other than the first, which write nothing. A Ctrl-C raises
+    :class:`~fmadv.runs.folder.RunInterrupted`.
     """
     config.validate()  # option errors before any data is read
-    folder = RunFolder(Path(out)).create()
+    folder = RunFolder(Path(out))
+    settings = _run_settings(config, data)
+    folder.check_start(settings, resume=resume, overwrite=overwrite)
+    # The folder is made only once the data has loaded: bad input leaves nothing behind.
     images = data.load(config.loop.seed)
+    folder.start(settings, overwrite=overwrite)
+    with folder.training():
+        return _fit(config, data, images, folder, resume, quiet)
+
+
+def _run_settings(config: ImageTrainConfig, data: ImageDataSpec) -> dict:
+    """What ``run.json`` records: the config with its loop's settings beside the image
+    ones (one flat namespace, as on the command line), and the images trained on."""
+    image_settings = {name: value for name, value in config.to_dict().items() if name != "loop"}
+    images = {name: value for name, value in asdict(data).items() if name != "data_dir"}
+    return {**image_settings, **asdict(config.loop), "data": images}
+
+
+def _fit(
+    config: ImageTrainConfig,
+    data: ImageDataSpec,
+    images: PreparedImages,
+    folder: RunFolder,
+    resume: bool,
+    quiet: bool,
+) -> dict | None:
     main = is_main_process()
     rows = METHODS[config.method].epoch_rows(len(images.train_x))
     with epoch_progress(quiet or not main, config.loop.epochs, rows) as progress:
@@ -139,6 +170,11 @@ def named_attack(name: str, eps: float, n_pixels: int, pgd_steps: int = PGD_STEP
     return image_attack(name, eps, n_pixels)
 
 
+def _check_rows(rows: int | None) -> None:
+    if rows is not None:
+        integer("rows", rows, 1)
+
+
 def _check_attack_names(names: Sequence[str]) -> None:
     known = image_attack_names()
     for name in names:
@@ -159,7 +195,7 @@ def evaluation_images(
     if classifier.mean is not None:
         # The test images take the mean image the model was trained with.
         x = x + data.mean - classifier.mean
-    return (x[:rows], y[:rows]) if rows else (x, y)
+    return (x, y) if rows is None else (x[:rows], y[:rows])
 
 
 @dataclass
@@ -183,6 +219,7 @@ def evaluate_image(
     """Accuracy and confidence of a saved image model on its dataset's test images,
     clean and under each attack (made against this model) at L2 size ``eps``."""
     check_eps(eps)
+    _check_rows(rows)
     _check_attack_names(attacks)
     classifier = ImageClassifier.load(model_path, device=device)
     made = {name: named_attack(name, eps, classifier.n_pixels, pgd_steps) for name in attacks}
@@ -212,8 +249,9 @@ def image_curve(
     """Accuracy of a saved image model against the L2 size of each attack's perturbation
     (Huang et al.'s Figure 1): ``curve.csv`` and ``curve.png`` in ``out``, by default
     ``curve/`` beside the model."""
-    model_path = Path(model_path)
+    model_path = model_file(model_path)
     grid = [check_eps(float(eps)) for eps in eps_grid]
+    _check_rows(rows)
     _check_attack_names(attacks)
     classifier = ImageClassifier.load(model_path, device=device)
     x, y = evaluation_images(classifier, data_dir, rows)

@@ -13,6 +13,7 @@ from fmadv.attacks import make_attack
 from fmadv.data import item_titles
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
+from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
@@ -36,7 +37,7 @@ def recommend_lists(
 
     The dataset the model was trained on gives the catalogue and what each user has seen
     (filtered out unless ``include_seen``)."""
-    model_path = Path(model_path)
+    model_path = model_file(model_path)
     model = FMClassifier.load(model_path, device=device)
     dataset, _, splits = recorded_splits(model, data_dir)
     interactions = Interactions.from_splits(splits)
@@ -61,8 +62,6 @@ def recommend_lists(
 
 def write_lists(table: pd.DataFrame, output: Path) -> None:
     """The lists as CSV, Parquet or JSON, by the file's suffix, written atomically."""
-    from fmadv.io import atomic_write
-
     writers = {
         ".csv": lambda t: table.to_csv(t, index=False),
         ".parquet": lambda t: table.to_parquet(t, index=False),
@@ -142,12 +141,12 @@ def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]
         if entry in BASELINES:
             baselines.append(entry)
             continue
-        path = Path(entry)
-        if not path.is_file():
+        if not Path(entry).exists():
             raise ConfigError(
                 f"{entry}: neither a model file nor a baseline ({', '.join(BASELINES)})"
             )
-        name = path.parent.name if path.name == "model.safetensors" else path.stem
+        path = model_file(entry)
+        name = path.parent.name if path.name == MODEL_FILE_NAME else path.stem
         while name in loaded:
             name += "'"
         loaded[name] = FMClassifier.load(path)

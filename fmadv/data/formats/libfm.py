@@ -81,6 +81,9 @@ def load_libfm_dataset(
         Seed of that hold-out.
     allow_real_valued : bool
         Accept feature values other than 0 and 1 (see :func:`~fmadv.data.libfm.read_libfm`).
+
+    Without a width on the card, each file's width comes from its largest index, within
+    the feature budget of :func:`~fmadv.data.libfm.read_libfm` (``$FMADV_MAX_FEATURES``).
     """
     roles = _roles(card)
     if train_from not in ("train", "validation"):
@@ -88,17 +91,17 @@ def load_libfm_dataset(
     if train_from == "train":
         if valid_size is not None:
             raise ConfigError(
-                "valid_size applies only with train_from='validation' (otherwise the "
-                "validation file is the validation set)"
+                "valid_size applies only with train_from='validation' (CLI: --train-from "
+                "validation); otherwise the validation file is the validation set"
             )
         if "train" not in roles or "validation" not in roles:
             raise ConfigError(f"{card.name}: the card lists no train and validation files")
         if not (folder / roles["train"]).is_file():
             raise DataError(
                 f"{card.name}: missing {roles['train']} (the training split) in {folder}; "
-                f"run `fmadv data fetch {card.name}` to download it, or pass "
-                "train_from='validation' to train on the validation file instead "
-                "(part of it is then held out for validation)"
+                f"run `fmadv data fetch {card.name}` to download it, or train on the "
+                "validation file instead (part of it is then held out for validation): "
+                "train_from='validation' in Python, --train-from validation on the CLI"
             )
         needed = [roles["train"], roles["validation"], roles["test"]]
     else:
