@@ -45,16 +45,26 @@ class WriteError(FmadvError, OSError):
 _UMASK_LOCK = threading.Lock()
 
 
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the process's umask.
-
-    The umask can only be read by setting it, so it is set back at once; the lock keeps
-    two writers from reading each other's temporary 0.
-    """
+def _umask() -> int:
+    """The process's umask. Linux reports it in /proc; elsewhere it can only be read by
+    setting it, so it is set back at once, under a lock so that two writers never see
+    each other's temporary 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     with _UMASK_LOCK:
         umask = os.umask(0)
         os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask."""
+    return 0o666 & ~_umask()
 
 
 def _temporary_beside(path: Path) -> str:
