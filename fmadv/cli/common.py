@@ -124,6 +124,17 @@ Device = Annotated[
     str, typer.Option(help="Where to run the model: cpu, cuda, or auto (CUDA when available).")
 ]
 
+# The options every training command shares.
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help="Continue the run in --out from its checkpoint, with the settings it was "
+        "started with (more --epochs, another --patience or --device are fine)."
+    ),
+]
+Overwrite = Annotated[bool, typer.Option(help="Replace the run in --out, finished or not.")]
+Quiet = Annotated[bool, typer.Option(help="No progress bar or tables.")]
+
 
 def defaults_of(function) -> dict:
     """The defaults of a library function's parameters: a command that calls it once

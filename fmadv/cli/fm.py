@@ -23,7 +23,10 @@ from fmadv.cli.common import (
     Monitor,
     NoiseRows,
     Optimizer,
+    Overwrite,
     Precision,
+    Quiet,
+    Resume,
     Support,
     TrainDevice,
     app,
@@ -170,18 +173,9 @@ def train(
     out: Annotated[
         Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
     ] = Path("runs/fm"),
-    resume: Annotated[
-        bool,
-        typer.Option(
-            help="Continue the run in --out from its checkpoint.safetensors, with the "
-            "settings it was started with (more --epochs, another --patience or --device "
-            "are fine)."
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace the run in --out, finished or not.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a factorization machine and save it with its feature map and metrics.
 

@@ -20,6 +20,9 @@ from fmadv.cli.common import (
     ImageDataset,
     InputAttack,
     Optimizer,
+    Overwrite,
+    Quiet,
+    Resume,
     TrainDevice,
     app,
     choices,
@@ -118,17 +121,9 @@ def image_train(
     out: Annotated[
         Path, typer.Option(help="Run folder: model.safetensors, metrics.jsonl, summary.json.")
     ] = Path("runs/image"),
-    resume: Annotated[
-        bool,
-        typer.Option(
-            help="Continue the run in --out from its checkpoint, with the settings it was "
-            "started with (more --epochs, another --patience or --device are fine)."
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace the run in --out, finished or not.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a LeNet or MLP with one of the adversarial training methods."""
     loop = image_loop(
