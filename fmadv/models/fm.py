@@ -99,6 +99,36 @@ class FactorizationMachine(Attackable, nn.Module):
         """Closed-form scores after a sign or L2 step (see :mod:`fmadv.models.fm_attack`)."""
         return exact_scores(self, batch, rho, ball, lean_dtype)
 
+    @torch.no_grad()
+    def side_tables(self, user_rows, item_rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables whose products are the scores of every (user, item) pair.
+
+        With x = x_u + x_i (features of the user and of the item only),
+        y_hat = [b + <w, x_u> + pair(x_u)] + [<w, x_i> + pair(x_i)] + <x_u V, x_i V>, where
+        pair(z) = 1/2 (||z V||^2 - z^2 ||V||^2). The user table row is
+        [x_u V, user part, 1] and the item row [x_i V, 1, item part], so that one
+        (users x items) product gives whole scores.
+        """
+        user_part, user_vectors = self._side_parts(user_rows, with_bias=True)
+        item_part, item_vectors = self._side_parts(item_rows, with_bias=False)
+        users = torch.cat(
+            [user_vectors, user_part[:, None], torch.ones_like(user_part)[:, None]], 1
+        )
+        items = torch.cat(
+            [item_vectors, torch.ones_like(item_part)[:, None], item_part[:, None]], 1
+        )
+        return users, items
+
+    def _side_parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b + <w, z> + pair(z), z V) for every CSR row z, the bias on the user side only."""
+        device = self.bias.device
+        parts, vectors = [], []
+        for start in range(0, rows.shape[0], 65536):
+            batch = SparseBatch(rows[start : start + 65536], device)
+            parts.append(self(batch) - (0 if with_bias else self.bias))
+            vectors.append(batch.rows @ self.factors)
+        return torch.cat(parts), torch.cat(vectors)
+
     def l2_penalty(self, batch: SparseBatch, reg_linear: float, reg_factors: float) -> torch.Tensor:
         """Mean over the rows of reg_linear * sum w_i^2 + reg_factors * sum ||V_i||^2.
 

@@ -6,7 +6,8 @@ With the features split into a user part x_u and an item part x_i (x = x_u + x_i
 
 where pair(z) = 1/2 (||z V||^2 - z^2 ||V||^2) are the interactions inside one side. So
 all scores of a block of users are a user vector, an item vector and one
-(users x k) @ (k x items) product; top-k selection follows in the base class.
+(users x k) @ (k x items) product (:meth:`FactorizationMachine.side_tables`); top-k
+selection follows in the base class.
 """
 
 from __future__ import annotations
@@ -65,28 +66,9 @@ class FMRecommender(Recommender):
                 f"{self.name} expects {model.n_features_in_} features, the data has "
                 f"{interactions.feature_map.n_features}"
             )
-        user_bias, user_vectors = self._parts(interactions.user_features, True)
-        item_bias, item_vectors = self._parts(interactions.item_features, False)
-        # [s_u, bias_u, 1] . [s_i, 1, bias_i] = <s_u, s_i> + bias_u + bias_i: one product
-        # gives whole scores, with no separate pass to add the biases.
-        self.user_table_ = torch.cat(
-            [user_vectors, user_bias[:, None], torch.ones_like(user_bias)[:, None]], 1
+        self.user_table_, self.item_table_ = model.model_.side_tables(
+            interactions.user_features, interactions.item_features
         )
-        self.item_table_ = torch.cat(
-            [item_vectors, torch.ones_like(item_bias)[:, None], item_bias[:, None]], 1
-        )
-
-    @torch.no_grad()
-    def _parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(b + <w, z> + pair(z), z V) for every row z, the bias on the user side only."""
-        fm = self.model.model_
-        device = fm.bias.device
-        biases, vectors = [], []
-        for start in range(0, rows.shape[0], 65536):
-            batch = SparseBatch(rows[start : start + 65536], device)
-            biases.append(fm(batch) - (0 if with_bias else fm.bias))
-            vectors.append(batch.rows @ fm.factors)
-        return torch.cat(biases), torch.cat(vectors)
 
     @torch.no_grad()
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
