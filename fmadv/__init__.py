@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 # The estimators, imported on first use: ``import fmadv.errors`` stays free of torch.
 _LAZY = {
     "FMClassifier": "fmadv.estimators.fm",
+    "FMRanker": "fmadv.estimators.ranker",
     "ImageClassifier": "fmadv.estimators.image",
 }
 
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FMClassifier",
+    "FMRanker",
     "FmadvError",
     "ImageClassifier",
     "ModelFileError",

@@ -17,9 +17,11 @@ from fmadv.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-# Losses of a score and a label in {-1, +1}, and losses of class logits and class indices.
+# Losses of a score and a label in {-1, +1}, of class logits and class indices, and of
+# groups of scores (a positive row followed by its sampled negatives).
 MARGIN_LOSSES: dict[str, LossFn] = {}
 CLASS_LOSSES: dict[str, LossFn] = {}
+GROUP_LOSSES: dict[str, LossFn] = {}
 
 
 def margin_loss(fn: LossFn) -> LossFn:
@@ -31,6 +33,13 @@ def margin_loss(fn: LossFn) -> LossFn:
 def class_loss(fn: LossFn) -> LossFn:
     """Register ``fn(logits, class_indices)`` under its name."""
     CLASS_LOSSES[fn.__name__] = fn
+    return fn
+
+
+def group_loss(fn: LossFn) -> LossFn:
+    """Register ``fn(scores, labels)`` over groups of rows, each a positive (+1) followed by
+    its negatives (-1), all groups the same size; one loss per group."""
+    GROUP_LOSSES[fn.__name__] = fn
     return fn
 
 
@@ -58,7 +67,23 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels.long(), reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {**MARGIN_LOSSES, **CLASS_LOSSES}
+@group_loss
+def bpr(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Bayesian personalized ranking (Rendle et al., UAI 2009): per group, the mean over
+    its negatives of log(1 + exp(-(y_hat_pos - y_hat_neg)))."""
+    groups = scores.view(-1, group_size(labels))
+    return F.softplus(groups[:, 1:] - groups[:, :1]).mean(1)
+
+
+def group_size(labels: torch.Tensor) -> int:
+    """Rows per group of a batch laid out as [positive, negatives...] per group."""
+    positives = int((labels > 0).sum())
+    if positives == 0 or len(labels) % positives or labels[:: len(labels) // positives].le(0).any():
+        raise ConfigError("a group loss needs batches of [positive, negatives...] groups")
+    return len(labels) // positives
+
+
+LOSSES: dict[str, LossFn] = {**MARGIN_LOSSES, **CLASS_LOSSES, **GROUP_LOSSES}
 
 
 def get_loss(name: str) -> LossFn:

@@ -20,10 +20,10 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from fmadv.data.features import FeatureMap
+from fmadv.data.interactions import Interactions
 from fmadv.estimators.fm import FMClassifier
 from fmadv.models.fm import FactorizationMachine
 from fmadv.recommend.fm import FMRecommender
-from fmadv.recommend.interactions import Interactions
 
 
 def one_hot_catalogue(n_users: int, n_items: int, seen_per_user: int, seed: int = 0):

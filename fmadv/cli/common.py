@@ -19,7 +19,7 @@ from fmadv.attacks import ATTACKS, SUPPORTS
 from fmadv.data.cards import list_cards
 from fmadv.data.format import IMAGES, ROWS, DataKind, get_format
 from fmadv.errors import ConfigError, FmadvError
-from fmadv.losses import MARGIN_LOSSES
+from fmadv.losses import GROUP_LOSSES, MARGIN_LOSSES
 from fmadv.models.fm_attack import PRECISIONS
 from fmadv.runs.folder import RunInterrupted
 from fmadv.runs.progress import console
@@ -47,7 +47,7 @@ def choices(name: str, values: Iterable[str]) -> type[enum.Enum]:
     return enum.Enum(name, {value: value for value in values}, type=str)
 
 
-Loss = choices("Loss", MARGIN_LOSSES)
+Loss = choices("Loss", {**MARGIN_LOSSES, **GROUP_LOSSES})
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Monitor = choices("Monitor", MONITORS)
 AttackName = choices("AttackName", ATTACKS)
@@ -155,6 +155,10 @@ def number_list(text: str, option: str) -> tuple[float, ...]:
         raise ConfigError(f"{option} must be comma-separated numbers, got {text!r}") from None
 
 
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
+
+
 def metrics_table(
     title: str, rows: dict[str, dict[str, float]], caption: str | None = None
 ) -> Table:
@@ -165,5 +169,5 @@ def metrics_table(
     for name in metrics:
         table.add_column(name, justify="right")
     for split_name, values in rows.items():
-        table.add_row(split_name, *(f"{values[m]:.4f}" for m in metrics))
+        table.add_row(split_name, *(_number(values[m]) for m in metrics))
     return table

@@ -30,6 +30,7 @@ from fmadv.cli.common import (
     Support,
     TrainDevice,
     app,
+    choices,
     console,
     defaults_of,
     metrics_table,
@@ -38,12 +39,51 @@ from fmadv.cli.common import (
     resumable,
     user_errors,
 )
+from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
+from fmadv.estimators.ranker import POSITIVES, FMRanker
 from fmadv.io import atomic_write
 from fmadv.runs.data import DataSpec
 from fmadv.runs.fm import evaluate_fm, predict_fm, robustness_fm, train_fm
+from fmadv.training.ranking import SAMPLINGS
 
-FM = FMClassifier().get_params()
+ESTIMATORS = {"classification": FMClassifier, "ranking": FMRanker}
+DEFAULTS = {task: cls().get_params() for task, cls in ESTIMATORS.items()}
+# Options whose default is the same for every task show it; the others are None, and
+# the task's estimator fills them in.
+FM = {
+    name: value
+    for name, value in DEFAULTS["classification"].items()
+    if all(defaults.get(name) == value for defaults in DEFAULTS.values())
+}
+Task = choices("Task", ESTIMATORS)
+Sampling = choices("Sampling", SAMPLINGS)
+Positives = choices("Positives", POSITIVES)
+
+
+def by_task(name: str) -> str:
+    """The per-task defaults of a parameter, for an option's help."""
+    shown = [f"{task}: {d[name]}" for task, d in DEFAULTS.items() if name in d]
+    return "Default " + ", ".join(shown) + "."
+
+
+def make_estimator(task: str, options: dict, **fixed):
+    """The task's estimator from the command's options: those set and known to it (an
+    option of another task only is an error), the rest at its defaults."""
+    cls = ESTIMATORS[task]
+    known = set(DEFAULTS[task])
+    given = {
+        name: getattr(value, "value", value)
+        for name, value in options.items()
+        if value is not None and any(name in d for d in DEFAULTS.values())
+    }
+    foreign = sorted(name for name in given if name not in known and name not in FM)
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        raise ConfigError(f"{flags}: not an option of --task {task}")
+    return cls(**{name: value for name, value in given.items() if name in known}, **fixed)
+
+
 ROBUSTNESS = defaults_of(robustness_fm)
 ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
 
@@ -52,6 +92,31 @@ ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safete
 @user_errors
 @resumable
 def train(
+    task: Annotated[
+        Task,
+        typer.Option(
+            help="classification: labelled rows (FMClassifier); ranking: top-k lists "
+            "from implicit feedback with sampled negatives (FMRanker)."
+        ),
+    ] = Task.classification,
+    n_negatives: Annotated[
+        int | None, typer.Option(help=f"Ranking: negatives per positive. {by_task('n_negatives')}")
+    ] = None,
+    negative_sampling: Annotated[
+        Sampling | None,
+        typer.Option(help=f"Ranking: uniform or popularity. {by_task('negative_sampling')}"),
+    ] = None,
+    positives: Annotated[
+        Positives | None,
+        typer.Option(
+            help="Ranking: the training pairs labelled +1 (liked) or every training pair "
+            f"(seen). {by_task('positives')}"
+        ),
+    ] = None,
+    eval_k: Annotated[
+        int | None,
+        typer.Option(help=f"Ranking: list length of the validation NDCG. {by_task('eval_k')}"),
+    ] = None,
     dataset: Annotated[
         FMDataset, typer.Option(help="Registered dataset of FM rows (see `fmadv data list`).")
     ] = FMDataset.synthetic,
@@ -106,33 +171,49 @@ def train(
         ),
     ] = None,
     n_factors: Annotated[
-        int, typer.Option("--n-factors", "--k", help="Latent factors per feature.")
-    ] = FM["n_factors"],
+        int | None,
+        typer.Option(
+            "--n-factors", "--k", help=f"Latent factors per feature. {by_task('n_factors')}"
+        ),
+    ] = None,
     init_std: Annotated[
         float, typer.Option(help="Standard deviation of the initial factors.")
     ] = FM["init_std"],
-    loss: Annotated[Loss, typer.Option(help="Training loss.")] = FM["loss"],
+    loss: Annotated[
+        Loss | None,
+        typer.Option(help=f"Training loss (bpr: ranking only). {by_task('loss')}"),
+    ] = None,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = FM["optimizer"],
     lr: Annotated[float, typer.Option(help="Learning rate.")] = FM["lr"],
-    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = FM["epochs"],
-    batch_size: Annotated[int, typer.Option(help="Rows per mini-batch.")] = FM["batch_size"],
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Maximum number of epochs. {by_task('epochs')}")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"Rows (ranking: positives) per mini-batch. {by_task('batch_size')}"),
+    ] = None,
     reg_bias: Annotated[float, typer.Option(help="L2 on the global bias.")] = FM["reg_bias"],
-    reg_linear: Annotated[float, typer.Option(help="L2 on active linear weights.")] = FM[
-        "reg_linear"
-    ],
-    reg_factors: Annotated[float, typer.Option(help="L2 on active factor rows.")] = FM[
-        "reg_factors"
-    ],
+    reg_linear: Annotated[
+        float | None, typer.Option(help=f"L2 on active linear weights. {by_task('reg_linear')}")
+    ] = None,
+    reg_factors: Annotated[
+        float | None, typer.Option(help=f"L2 on active factor rows. {by_task('reg_factors')}")
+    ] = None,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = FM["momentum"],
     weight_decay: Annotated[
         float, typer.Option(help="The optimizer's dense weight decay (prefer the reg options).")
     ] = FM["weight_decay"],
     patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without gain; 0 never stops early.")
-    ] = FM["patience"],
-    monitor: Annotated[Monitor, typer.Option(help="Validation metric for early stopping.")] = FM[
-        "monitor"
-    ],
+        int | None,
+        typer.Option(
+            help="Stop after this many epochs without gain; 0 never stops early. "
+            + by_task("patience")
+        ),
+    ] = None,
+    monitor: Annotated[
+        Monitor | None,
+        typer.Option(help=f"Validation metric for early stopping. {by_task('monitor')}"),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of data split, initialisation, batches.")] = FM[
         "random_state"
     ],
@@ -181,12 +262,9 @@ def train(
 
     Runs on several processes under ``torchrun --nproc_per_node=N -m fmadv train ...``:
     each process takes its shard of every batch, and the first one writes the files."""
-    # Every estimator parameter is an option of the same name (a test checks it).
-    options = {name: value for name, value in locals().items() if name in FM}
-    estimator = FMClassifier(
-        **{name: getattr(value, "value", value) for name, value in options.items()},
-        random_state=seed,
-    )
+    # Every estimator parameter is an option of the same name (a test checks it); an
+    # option left unset takes the default of the task's estimator.
+    estimator = make_estimator(task.value, locals(), random_state=seed)
     data = DataSpec(
         dataset=dataset.value, data_dir=data_dir, train_file=train_file, valid_file=valid_file,
         test_file=test_file, log=log, valid_log=valid_log, label=label, threshold=threshold,
@@ -202,7 +280,7 @@ def train(
         return
     if summary["results"]:
         source = summary["data"].get("dataset", "libFM files")
-        title = f"FM n_factors={n_factors} on {source}"
+        title = f"FM n_factors={estimator.n_factors} on {source}"
         console.print(metrics_table(title, summary["results"], caption=summary["model"]))
     if "rows" in summary:
         console.print(f"trained on {summary['rows']:,} streamed rows")

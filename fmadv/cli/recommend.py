@@ -22,12 +22,15 @@ from fmadv.cli.common import (
     user_errors,
 )
 from fmadv.errors import ConfigError
+from fmadv.recommend.tuning import tuning_summary
 from fmadv.runs.recommend import check_list_format, compare_models, recommend_lists, write_lists
 
 COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage", "novelty",
                          "own_preference")  # fmt: skip
 COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lower_own",
                         "only_a_hit_rate", "only_b_hit_rate")  # fmt: skip
+TUNING_HEADERS = {"baseline": "baseline", "default_ndcg": "untuned", "chosen_ndcg": "tuned",
+                  "tried": "tried", "chosen": "chosen values"}  # fmt: skip
 STABILITY = "stability "  # the prefix of the models' stability columns, one per attack
 SHOWN_USERS = 20
 RECOMMEND, COMPARE = defaults_of(recommend_lists), defaults_of(compare_models)
@@ -134,6 +137,20 @@ def compare_topk_command(
     seed: Annotated[int, typer.Option(help="Seed of the random and learned baselines.")] = COMPARE[
         "seed"
     ],
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="First tune each learned baseline for NDCG@k on the first FM's validation "
+            "split; writes tuning.csv.",
+        ),
+    ] = COMPARE["tune"],
+    tune_budget: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Tuning time per baseline; its untuned point always runs."
+        ),
+    ] = COMPARE["tune_budget"],
     data_dir: DataDir = None,
 ) -> None:
     """Compare the top-k lists of FMs and baselines: ranking metrics, overlap, preference
@@ -141,8 +158,13 @@ def compare_topk_command(
     run = compare_models(
         models, out, k=k, judge=judge, eps_grid=number_list(eps_grid, "--eps-grid"),
         support=support.value, stability_users=stability_users, factors=factors, seed=seed,
-        data_dir=data_dir,
+        data_dir=data_dir, tune=tune, tune_budget=tune_budget,
     )  # fmt: skip
+    if run.tuning:
+        title = f"baselines tuned on validation NDCG@{k}"
+        # One value a line: a baseline's values side by side overflow 80 columns.
+        summary = tuning_summary(run.tuning, separator="\n")
+        console.print(_frame_table(summary, title, TUNING_HEADERS))
     comparison = run.comparison
     models = comparison.models.reset_index()
     title = f"top-{k} on {run.dataset}: {len(comparison.users)} users"

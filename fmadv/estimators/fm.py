@@ -1,4 +1,5 @@
-"""The factorization machine as a scikit-learn style classifier."""
+"""The factorization machine as scikit-learn style estimators: what they share, and the
+classifier (the ranker is in :mod:`fmadv.estimators.ranker`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from fmadv.attacks import Attack
 from fmadv.checks import integer, positive
+from fmadv.data.dataset import Splits
 from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.estimators.base import Estimator, default
@@ -25,12 +27,13 @@ from fmadv.io import (
     model_file,
     save_tensors,
 )
-from fmadv.losses import get_loss
+from fmadv.losses import MARGIN_LOSSES, get_loss
+from fmadv.metrics.classification import classification_report
 from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.threat import check_linf_eps
 from fmadv.training.device import resolve_device
-from fmadv.training.fm import FMPenalty, fit_fm, shuffled_batches
+from fmadv.training.fm import FMPenalty, classification_evaluator, fit_fm, shuffled_batches
 from fmadv.training.loop import (
     History,
     Objective,
@@ -67,75 +70,12 @@ def check_labels(y: Any, n_rows: int) -> np.ndarray:
     return binary_labels(y)
 
 
-class FMClassifier(Estimator):
-    """Factorization machine classifier for sparse binary rows and labels in {-1, +1}.
-
-    ``__init__`` only stores hyperparameters; :meth:`fit` learns ``model_``,
-    ``history_`` and ``n_features_in_``. Each default comes from the dataclass of the
-    component it configures: :class:`~fmadv.training.loop.TrainConfig` (the loop),
-    :class:`~fmadv.training.objectives.AdversarialConfig` (adversarial training) and
-    :class:`~fmadv.training.regularizers.GradientNoise`.
-
-    Parameters
-    ----------
-    n_factors
-        Number of latent factors per feature.
-    init_std
-        Standard deviation of the initial factors.
-    allow_real_valued
-        Accept feature values other than 0 and 1.
-    loss, optimizer, lr, epochs, batch_size, patience, monitor, momentum, weight_decay,
-    device
-        The fit loop's settings (see :class:`~fmadv.training.loop.TrainConfig`).
-    reg_bias, reg_linear, reg_factors
-        L2 on the bias and on the active rows (see :class:`~fmadv.training.fm.FMPenalty`).
-    beta, eps, attack, support, adversarial_only, attack_precision
-        Adversarial training: loss(x) + beta * loss(x_adv), x_adv made by ``attack``
-        with budget ``eps`` over ``support`` (see
-        :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
-        FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
-    grad_noise, grad_noise_gamma, grad_noise_rows
-        Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
-        rows the batch touched (``"touched"``) or on every row (``"all"``).
-    random_state
-        Seed of the initialisation and the batch order; same seed, same model on the CPU.
-    """
+class FMEstimator(Estimator):
+    """What the FM estimators share: the components their parameters configure, the fit
+    loop, scores, and model files. A subclass declares its parameters in ``__init__``
+    (explicit, with the components' defaults) and how it learns (``fit``)."""
 
     RENAMED = {"k": "n_factors", "alpha": "eps"}
-
-    def __init__(
-        self,
-        *,
-        n_factors: int = default(FactorizationMachine, "n_factors"),
-        init_std: float = default(FactorizationMachine, "init_std"),
-        allow_real_valued: bool = False,
-        loss: str = default(TrainConfig, "loss"),
-        optimizer: str = default(TrainConfig, "optimizer"),
-        lr: float = default(TrainConfig, "lr"),
-        epochs: int = default(TrainConfig, "epochs"),
-        batch_size: int = default(TrainConfig, "batch_size"),
-        reg_bias: float = default(FMPenalty, "reg_bias"),
-        reg_linear: float = default(FMPenalty, "reg_linear"),
-        reg_factors: float = default(FMPenalty, "reg_factors"),
-        patience: int = default(TrainConfig, "patience"),
-        monitor: str = default(TrainConfig, "monitor"),
-        momentum: float = default(TrainConfig, "momentum"),
-        weight_decay: float = default(TrainConfig, "weight_decay"),
-        device: str = default(TrainConfig, "device"),
-        beta: float = default(AdversarialConfig, "beta"),
-        eps: float = default(AdversarialConfig, "eps"),
-        attack: str = default(AdversarialConfig, "attack"),
-        support: str = default(AdversarialConfig, "support"),
-        adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
-        attack_precision: str = default(AdversarialConfig, "attack_precision"),
-        grad_noise: float = default(GradientNoise, "eta"),
-        grad_noise_gamma: float = default(GradientNoise, "gamma"),
-        grad_noise_rows: str = default(GradientNoise, "rows"),
-        random_state: int = 0,
-    ):
-        for name, value in locals().items():
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
 
     # -- the components these parameters configure ---------------------------------
     def train_config(self) -> TrainConfig:
@@ -178,6 +118,184 @@ class FMClassifier(Estimator):
             kind += f" + gradient noise (eta={self.grad_noise}, {self.grad_noise_rows} rows)"
         return kind
 
+    def _train(self, batches, n_rows, n_features, evaluate, log_path, fit_options):
+        """A fresh model of ``n_features``, trained on ``batches`` through the fit loop."""
+        generator = torch.Generator().manual_seed(self.random_state)
+        self.model_ = FactorizationMachine(n_features, self.n_factors, self.init_std, generator)
+        self.n_features_in_ = n_features
+        self.history_: History = fit_fm(
+            self.model_, batches, n_rows, evaluate, self.train_config(),
+            penalty=self.config(FMPenalty), objective=self.objective(), hooks=self.hooks(),
+            log_path=log_path, **fit_options,
+        )  # fmt: skip
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw scores y_hat; positive means class +1."""
+        self._check_fitted()
+        X = check_rows(X, self.n_features_in_, self.allow_real_valued)
+        return predict_scores(self.model_, X)
+
+    def to(self, device: str | torch.device) -> FMEstimator:
+        """Move the fitted model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)."""
+        self._check_fitted()
+        self.model_.to(resolve_device(device) if isinstance(device, str) else device)
+        return self
+
+    # -- files --------------------------------------------------------------------
+    def save(self, path: str | Path, feature_map: Any = None, extra: dict | None = None) -> None:
+        """Write the fitted model (and optionally its feature map) to one safetensors file."""
+        self._check_fitted()
+        model = self.model_
+        metadata = {
+            "estimator": type(self).__name__,
+            "params": self.get_params(),
+            "n_features": model.n_features,
+            "feature_map": None if feature_map is None else feature_map.to_dict(),
+            "history": self.history_.records,
+            **(extra or {}),
+        }
+        tensors = {"bias": model.bias, "linear": model.linear, "factors": model.factors}
+        save_tensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> FMEstimator:
+        """Read a model written by :meth:`save` (or the one of a run folder);
+        ``feature_map_`` and ``metadata_`` are set.
+
+        Every field and tensor is checked first: a damaged file raises
+        :class:`ModelFileError` rather than predicting wrong numbers.
+        """
+        path = model_file(path)
+        tensors, header = load_tensors(path)
+        estimator = cls._saved_class(path, header)._from_saved_params(path, header)
+        n_features = header_value(path, header, "n_features", int, minimum=1)
+        n_factors = check_kind(path, "parameter 'n_factors'", estimator.n_factors, int, minimum=1)
+        shapes = {"bias": (), "linear": (n_features,), "factors": (n_features, n_factors)}
+        check_tensors(path, tensors, shapes)
+        model = FactorizationMachine(n_features, n_factors)
+        model.load_state_dict(tensors)
+        estimator.model_ = model.to(resolve_device(device))
+        estimator.n_features_in_ = n_features
+        estimator.history_ = History(records=history_records(path, header))
+        estimator.feature_map_ = cls._saved_feature_map(path, header, n_features)
+        # What the model was trained on, read back by the commands that reuse it.
+        header_value(path, header, "data", dict, default={})
+        estimator.metadata_ = header
+        return estimator
+
+    @classmethod
+    def _saved_class(cls, path: Path, header: dict) -> type[FMEstimator]:
+        """The estimator class that wrote the file (files of earlier releases hold an
+        FMClassifier); it must be ``cls`` or derive from it."""
+        name = header_value(path, header, "estimator", str, default="FMClassifier")
+        saved = {c.__name__: c for c in FMEstimator.__subclasses__()}.get(name)
+        if saved is None or not issubclass(saved, cls):
+            raise ModelFileError(f"{path}: a model of {name}, not of {cls.__name__}")
+        return saved
+
+    @classmethod
+    def _from_saved_params(cls, path: Path, header: dict) -> FMEstimator:
+        params = header_value(path, header, "params", dict)
+        try:
+            return cls.from_params(params)
+        except TypeError as err:  # a parameter this release does not know
+            raise ModelFileError(
+                f"{path}: parameters that do not fit {cls.__name__} ({err})"
+            ) from None
+
+    @staticmethod
+    def _saved_feature_map(path: Path, header: dict, n_features: int):
+        """The model's :class:`~fmadv.data.features.FeatureMap`, or None when it has none."""
+        from fmadv.data.features import FeatureMap
+
+        saved = header_value(path, header, "feature_map", dict, default=None)
+        if saved is None:
+            return None
+        try:
+            feature_map = FeatureMap.from_dict(saved)
+        except DataError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+        if feature_map.n_features != n_features:
+            raise ModelFileError(
+                f"{path}: the feature map has {feature_map.n_features} features, "
+                f"the model {n_features}"
+            )
+        return feature_map
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ConfigError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+
+class FMClassifier(FMEstimator):
+    """Factorization machine classifier for sparse binary rows and labels in {-1, +1}.
+
+    ``__init__`` only stores hyperparameters; :meth:`fit` learns ``model_``,
+    ``history_`` and ``n_features_in_``. Each default comes from the dataclass of the
+    component it configures: :class:`~fmadv.training.loop.TrainConfig` (the loop),
+    :class:`~fmadv.training.objectives.AdversarialConfig` (adversarial training) and
+    :class:`~fmadv.training.regularizers.GradientNoise`.
+
+    Parameters
+    ----------
+    n_factors
+        Number of latent factors per feature.
+    init_std
+        Standard deviation of the initial factors.
+    allow_real_valued
+        Accept feature values other than 0 and 1.
+    loss, optimizer, lr, epochs, batch_size, patience, monitor, momentum, weight_decay,
+    device
+        The fit loop's settings (see :class:`~fmadv.training.loop.TrainConfig`).
+    reg_bias, reg_linear, reg_factors
+        L2 on the bias and on the active rows (see :class:`~fmadv.training.fm.FMPenalty`).
+    beta, eps, attack, support, adversarial_only, attack_precision
+        Adversarial training: loss(x) + beta * loss(x_adv), x_adv made by ``attack``
+        with budget ``eps`` over ``support`` (see
+        :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
+        FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
+    grad_noise, grad_noise_gamma, grad_noise_rows
+        Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
+        rows the batch touched (``"touched"``) or on every row (``"all"``).
+    random_state
+        Seed of the initialisation and the batch order; same seed, same model on the CPU.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_factors: int = default(FactorizationMachine, "n_factors"),
+        init_std: float = default(FactorizationMachine, "init_std"),
+        allow_real_valued: bool = False,
+        loss: str = default(TrainConfig, "loss"),
+        optimizer: str = default(TrainConfig, "optimizer"),
+        lr: float = default(TrainConfig, "lr"),
+        epochs: int = default(TrainConfig, "epochs"),
+        batch_size: int = default(TrainConfig, "batch_size"),
+        reg_bias: float = default(FMPenalty, "reg_bias"),
+        reg_linear: float = default(FMPenalty, "reg_linear"),
+        reg_factors: float = default(FMPenalty, "reg_factors"),
+        patience: int = default(TrainConfig, "patience"),
+        monitor: str = default(TrainConfig, "monitor"),
+        momentum: float = default(TrainConfig, "momentum"),
+        weight_decay: float = default(TrainConfig, "weight_decay"),
+        device: str = default(TrainConfig, "device"),
+        beta: float = default(AdversarialConfig, "beta"),
+        eps: float = default(AdversarialConfig, "eps"),
+        attack: str = default(AdversarialConfig, "attack"),
+        support: str = default(AdversarialConfig, "support"),
+        adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
+        attack_precision: str = default(AdversarialConfig, "attack_precision"),
+        grad_noise: float = default(GradientNoise, "eta"),
+        grad_noise_gamma: float = default(GradientNoise, "gamma"),
+        grad_noise_rows: str = default(GradientNoise, "rows"),
+        random_state: int = 0,
+    ):
+        for name, value in locals().items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     # -- learning -----------------------------------------------------------------
     def fit(
         self,
@@ -214,25 +332,31 @@ class FMClassifier(Estimator):
         )
 
     def _fit(self, batches, n_rows, n_features, eval_set, log_path, fit_options) -> FMClassifier:
-        valid = None
+        evaluate = None
         if eval_set is not None:
             Xv = check_rows(eval_set[0], n_features, self.allow_real_valued)
-            valid = (Xv, check_labels(eval_set[1], Xv.shape[0]))
-        generator = torch.Generator().manual_seed(self.random_state)
-        self.model_ = FactorizationMachine(n_features, self.n_factors, self.init_std, generator)
-        self.n_features_in_ = n_features
-        self.history_: History = fit_fm(
-            self.model_, batches, n_rows, valid, self.train_config(),
-            penalty=self.config(FMPenalty), objective=self.objective(), hooks=self.hooks(),
-            log_path=log_path, **fit_options,
-        )  # fmt: skip
-        return self
+            evaluate = classification_evaluator((Xv, check_labels(eval_set[1], Xv.shape[0])))
+        return self._train(batches, n_rows, n_features, evaluate, log_path, fit_options)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Raw scores y_hat; positive means class +1."""
-        self._check_fitted()
-        X = check_rows(X, self.n_features_in_, self.allow_real_valued)
-        return predict_scores(self.model_, X)
+    def validate(self) -> None:
+        super().validate()
+        if self.loss not in MARGIN_LOSSES:
+            raise ConfigError(
+                f"the classifier trains with one of {sorted(MARGIN_LOSSES)}, not {self.loss!r}"
+            )
+
+    def fit_splits(self, splits: Splits, **fit_options: Any) -> FMClassifier:
+        """:meth:`fit` on ``splits.train``, early stopping on ``splits.valid``."""
+        valid = splits.valid
+        eval_set = (valid.X, valid.y) if valid is not None else None
+        return self.fit(splits.train.X, splits.train.y, eval_set=eval_set, **fit_options)
+
+    def report(self, splits: Splits) -> dict[str, dict[str, float]]:
+        """Accuracy, AUC, hinge and log loss on each split."""
+        return {
+            name: classification_report(rows.y, self.decision_function(rows.X))
+            for name, rows in splits.datasets().items()
+        }
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels in {-1, +1}."""
@@ -251,83 +375,3 @@ class FMClassifier(Estimator):
             self.model_, X, y, self.make_attack(eps, support), loss_fn
         )
         return robustness_report(y, clean, attacked)
-
-    def to(self, device: str | torch.device) -> FMClassifier:
-        """Move the fitted model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)."""
-        self._check_fitted()
-        self.model_.to(resolve_device(device) if isinstance(device, str) else device)
-        return self
-
-    # -- files --------------------------------------------------------------------
-    def save(self, path: str | Path, feature_map: Any = None, extra: dict | None = None) -> None:
-        """Write the fitted model (and optionally its feature map) to one safetensors file."""
-        self._check_fitted()
-        model = self.model_
-        metadata = {
-            "params": self.get_params(),
-            "n_features": model.n_features,
-            "feature_map": None if feature_map is None else feature_map.to_dict(),
-            "history": self.history_.records,
-            **(extra or {}),
-        }
-        tensors = {"bias": model.bias, "linear": model.linear, "factors": model.factors}
-        save_tensors(path, tensors, metadata)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> FMClassifier:
-        """Read a model written by :meth:`save` (or the one of a run folder);
-        ``feature_map_`` and ``metadata_`` are set.
-
-        Every field and tensor is checked first: a damaged file raises
-        :class:`ModelFileError` rather than predicting wrong numbers.
-        """
-        path = model_file(path)
-        tensors, header = load_tensors(path)
-        estimator = cls._from_saved_params(path, header)
-        n_features = header_value(path, header, "n_features", int, minimum=1)
-        n_factors = check_kind(path, "parameter 'n_factors'", estimator.n_factors, int, minimum=1)
-        shapes = {"bias": (), "linear": (n_features,), "factors": (n_features, n_factors)}
-        check_tensors(path, tensors, shapes)
-        model = FactorizationMachine(n_features, n_factors)
-        model.load_state_dict(tensors)
-        estimator.model_ = model.to(resolve_device(device))
-        estimator.n_features_in_ = n_features
-        estimator.history_ = History(records=history_records(path, header))
-        estimator.feature_map_ = cls._saved_feature_map(path, header, n_features)
-        # What the model was trained on, read back by the commands that reuse it.
-        header_value(path, header, "data", dict, default={})
-        estimator.metadata_ = header
-        return estimator
-
-    @classmethod
-    def _from_saved_params(cls, path: Path, header: dict) -> FMClassifier:
-        params = header_value(path, header, "params", dict)
-        try:
-            return cls.from_params(params)
-        except TypeError as err:  # a parameter this release does not know
-            raise ModelFileError(
-                f"{path}: parameters that do not fit {cls.__name__} ({err})"
-            ) from None
-
-    @staticmethod
-    def _saved_feature_map(path: Path, header: dict, n_features: int):
-        """The model's :class:`~fmadv.data.features.FeatureMap`, or None when it has none."""
-        from fmadv.data.features import FeatureMap
-
-        saved = header_value(path, header, "feature_map", dict, default=None)
-        if saved is None:
-            return None
-        try:
-            feature_map = FeatureMap.from_dict(saved)
-        except DataError as err:
-            raise ModelFileError(f"{path}: {err}") from None
-        if feature_map.n_features != n_features:
-            raise ModelFileError(
-                f"{path}: the feature map has {feature_map.n_features} features, "
-                f"the model {n_features}"
-            )
-        return feature_map
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ConfigError("this FMClassifier is not fitted yet; call fit() first")

@@ -13,8 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
-from fmadv.recommend.interactions import Interactions
 
 BLOCK_SCORES = 1 << 22
 

@@ -20,11 +20,11 @@ import pandas as pd
 
 from fmadv.attacks.base import Attack
 from fmadv.data.dataset import Dataset
+from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.io import atomic_write
 from fmadv.metrics import ranking, topk
 from fmadv.recommend.base import Recommender
-from fmadv.recommend.interactions import Interactions
 from fmadv.recommend.stability import stability
 from fmadv.reports import markdown_table
 

@@ -17,11 +17,11 @@ import torch
 
 from fmadv.attacks.base import Attack
 from fmadv.attacks.core import adversarial_scores
+from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.losses import logistic
 from fmadv.recommend.base import Recommender
-from fmadv.recommend.interactions import Interactions
 from fmadv.sparse import SparseBatch
 
 ROWS_PER_CALL = 8192

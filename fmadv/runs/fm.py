@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fmadv.data.dataset import Splits
 from fmadv.errors import ConfigError
-from fmadv.estimators.fm import FMClassifier
+from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.evaluation.robustness import flip_curve, line_search_scores
 from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
@@ -35,7 +36,7 @@ from fmadv.threat import DEFAULT_EPS, check_linf_eps
 
 
 def train_fm(
-    estimator: FMClassifier,
+    estimator: FMEstimator,
     data: DataSpec,
     out: str | Path,
     *,
@@ -67,23 +68,18 @@ def train_fm(
 
 
 def _fit_rows(
-    estimator: FMClassifier, rows: TrainingRows, folder: RunFolder, resume: bool, quiet: bool
+    estimator: FMEstimator, rows: TrainingRows, folder: RunFolder, resume: bool, quiet: bool
 ) -> dict | None:
     main = is_main_process()
-    eval_set = (rows.valid.X, rows.valid.y) if rows.valid is not None else None
+    splits = Splits(rows.train, rows.valid, rows.test)
     with epoch_progress(quiet or not main, estimator.epochs, rows.train.n_rows) as progress:
-        estimator.fit(
-            rows.train.X, rows.train.y, eval_set=eval_set, log_path=folder.metrics,
-            checkpoint=folder.checkpoint, resume=resume, **progress.callbacks(),
+        estimator.fit_splits(
+            splits, log_path=folder.metrics, checkpoint=folder.checkpoint, resume=resume,
+            **progress.callbacks(),
         )  # fmt: skip
     if not main:
         return None
-    splits = {"train": rows.train, "valid": rows.valid, "test": rows.test}
-    results = {
-        name: classification_report(ds.y, estimator.decision_function(ds.X))
-        for name, ds in splits.items()
-        if ds is not None
-    }
+    results = estimator.report(splits)
     return _finish(estimator, folder, rows.train.feature_map, rows.record, results,
                    best_epoch=estimator.history_.best_epoch)  # fmt: skip
 
@@ -132,7 +128,7 @@ def evaluate_fm(
 ) -> dict[str, dict[str, float]]:
     """Accuracy, AUC, hinge and log loss of a saved model on a libFM file, or on the test
     split of a dataset (by default the model's own)."""
-    model = FMClassifier.load(model_path, device=device)
+    model = FMEstimator.load(model_path, device=device)
     name, rows = labelled_rows(model, input_file, dataset, data_dir)
     return {name: classification_report(rows.y, model.decision_function(rows.X))}
 
@@ -140,7 +136,7 @@ def evaluate_fm(
 def predict_fm(model_path: str | Path, input_file: Path, device: str = "cpu") -> pd.DataFrame:
     """Scores and labels of the rows of a libFM file, or of a CSV whose columns are the
     model's feature fields (encoded with the feature map saved in the model)."""
-    model = FMClassifier.load(model_path, device=device)
+    model = FMEstimator.load(model_path, device=device)
     if input_file.suffix.lower() == ".csv":
         if model.feature_map_ is None:
             raise ConfigError(f"{model_path} has no feature map; give a libFM file instead")
@@ -186,7 +182,7 @@ def robustness_fm(
     model_path = model_file(model_path)
     grid = [check_linf_eps(float(e)) for e in eps_grid]
     check_linf_eps(eps)
-    model = FMClassifier.load(model_path, device=device)
+    model = FMEstimator.load(model_path, device=device)
     config = model.adversarial_config()
     config = replace(config, attack=attack or config.attack, support=support or config.support)
     name, rows = labelled_rows(model, input_file, dataset, data_dir)

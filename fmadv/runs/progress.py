@@ -19,7 +19,7 @@ def epoch_line(record: dict) -> str:
     parts = [f"epoch {record['epoch']:>3}", f"loss {record['train_loss']:.4f}"]
     valid = [
         f"{name} {record[f'valid_{name}']:.4f}"
-        for name in ("auc", "accuracy", "hinge")
+        for name in ("ndcg", "auc", "accuracy", "hinge")
         if f"valid_{name}" in record
     ]
     if valid:
@@ -55,7 +55,8 @@ class EpochProgress:
     quiet: bool
 
     def on_step(self, done: int, total: int) -> None:
-        self.progress.update(self.task, completed=done)
+        # The loop knows the rows of an epoch (a ranker's include its negatives).
+        self.progress.update(self.task, completed=done, total=total)
 
     def on_epoch(self, record: dict) -> None:
         if not self.quiet:

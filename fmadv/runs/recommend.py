@@ -3,21 +3,28 @@ comparison of FMs and baselines on the data the first FM was trained on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fmadv.attacks import make_attack
-from fmadv.data import item_titles
+from fmadv.data import Splits, item_titles
 from fmadv.errors import ConfigError
-from fmadv.estimators.fm import FMClassifier
+from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
 from fmadv.recommend.fm import FMRecommender
+from fmadv.recommend.tuning import (
+    DEFAULT_BUDGET_SECONDS,
+    TuningResult,
+    relevant_pairs,
+    tuning_table,
+)
+from fmadv.recommend.tuning import tune as tune_baseline
 from fmadv.runs.data import recorded_splits
 from fmadv.threat import check_linf_eps
 
@@ -38,7 +45,7 @@ def recommend_lists(
     The dataset the model was trained on gives the catalogue and what each user has seen
     (filtered out unless ``include_seen``)."""
     model_path = model_file(model_path)
-    model = FMClassifier.load(model_path, device=device)
+    model = FMEstimator.load(model_path, device=device)
     dataset, _, splits = recorded_splits(model, data_dir)
     interactions = Interactions.from_splits(splits)
     recommender = FMRecommender(model, model_path.parent.name).fit(interactions)
@@ -79,11 +86,13 @@ def check_list_format(output: Path) -> str:
 
 @dataclass
 class ComparisonRun:
-    """A finished comparison, the dataset it ran on, and the files written."""
+    """A finished comparison, the dataset it ran on, the files written, and how each
+    tuned baseline was tuned (empty without tuning)."""
 
     comparison: Comparison
     dataset: str
     files: list[Path]
+    tuning: dict[str, TuningResult] = field(default_factory=dict)
 
 
 def compare_models(
@@ -97,13 +106,19 @@ def compare_models(
     factors: int = 64,
     seed: int = 0,
     data_dir: Path | None = None,
+    tune: bool = False,
+    tune_budget: float = DEFAULT_BUDGET_SECONDS,
 ) -> ComparisonRun:
     """Compare the top-k lists of saved FMs and baselines (``popularity``, ``random``,
     ``als``, ``bpr``, ``itemknn``, in any mix) on the data and split the first FM was
     trained on, and write the report into ``out``.
 
     Each FM's lists are also attacked with FGSM at each budget of ``eps_grid`` for the
-    stability figure; ``factors`` and ``seed`` configure the learned baselines.
+    stability figure; ``factors`` and ``seed`` configure the learned baselines. With
+    ``tune``, each baseline that declares a tuning grid is first tuned for NDCG@k on the
+    first FM's validation split (at most ``tune_budget`` seconds each, see
+    :func:`fmadv.recommend.tuning.tune`) and compared with the values that won;
+    ``tuning.csv`` in ``out`` lists every point tried.
     """
     steps = [check_linf_eps(float(e)) for e in eps_grid]
     if k < 1:
@@ -120,18 +135,60 @@ def compare_models(
     dataset, _, splits = recorded_splits(first_model, data_dir)
     interactions = Interactions.from_splits(splits)
     recommenders = {name: FMRecommender(m, name).fit(interactions) for name, m in loaded.items()}
-    shared = {"factors": factors, "random_state": seed}
+    tuning = {}
+    if tune:
+        tuning = _tune_baselines(baselines, interactions, splits, k, tune_budget, factors, seed)
     for name in baselines:
-        accepted = BASELINES[name]._get_param_names()
-        options = {key: value for key, value in shared.items() if key in accepted}
+        if name in tuning:
+            options = tuning[name].best_params
+        else:
+            options = _accepted(name, {"factors": factors, "random_state": seed})
         recommenders[name] = make_baseline(name, **options).fit(interactions)
     attacks = {f"fgsm {support} {e:g}": make_attack("fgsm", e, support) for e in steps}
     comparison = compare_topk(
         recommenders, interactions, splits.test, k=k, judge=judge, attacks=attacks,
         stability_users=stability_users,
     )  # fmt: skip
-    files = write_report(comparison, out, title=f"Top-{k} comparison on {dataset}")
-    return ComparisonRun(comparison, dataset, files)
+    title = f"Top-{k} comparison on {dataset}"
+    if tuning:
+        title += ", baselines tuned on validation"
+    files = write_report(comparison, out, title=title)
+    if tuning:
+        table = tuning_table(tuning)
+        atomic_write(Path(out) / "tuning.csv", lambda t: table.to_csv(t, index=False))
+        files.append(Path(out) / "tuning.csv")
+    return ComparisonRun(comparison, dataset, files, tuning)
+
+
+def _tune_baselines(
+    baselines: list[str],
+    interactions: Interactions,
+    splits: Splits,
+    k: int,
+    budget_seconds: float,
+    factors: int,
+    seed: int,
+) -> dict[str, TuningResult]:
+    """Tune each baseline that has a grid on the validation split, from the point the
+    comparison would use untuned."""
+    tunable = [name for name in baselines if BASELINES[name].tuning_grid]
+    if not tunable:
+        return {}
+    valid_relevant = relevant_pairs(interactions, splits.valid)
+    results = {}
+    for name in tunable:
+        untuned = _accepted(name, {"factors": factors})
+        results[name] = tune_baseline(
+            name, interactions, valid_relevant, k, budget_seconds, seed, defaults=untuned
+        )
+    return results
+
+
+def _accepted(name: str, options: dict) -> dict:
+    """The options that the baseline ``name`` takes (``factors`` means nothing to
+    item-kNN, for one)."""
+    accepted = BASELINES[name]._get_param_names()
+    return {key: value for key, value in options.items() if key in accepted}
 
 
 def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]]:
@@ -149,7 +206,7 @@ def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]
         name = path.parent.name if path.name == MODEL_FILE_NAME else path.stem
         while name in loaded:
             name += "'"
-        loaded[name] = FMClassifier.load(path)
+        loaded[name] = FMEstimator.load(path)
     if not loaded:
         raise ConfigError("give at least one FM model file: it defines the dataset and split")
     return loaded, baselines

@@ -16,7 +16,7 @@ from fmadv.metrics.classification import classification_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
 from fmadv.training.callbacks import History
-from fmadv.training.loop import BatchSource, TrainConfig, fit_loop
+from fmadv.training.loop import BatchSource, Evaluate, TrainConfig, fit_loop
 
 
 @dataclass
@@ -63,26 +63,30 @@ def shuffled_batches(X: sp.csr_matrix, y: np.ndarray, batch_size: int) -> BatchS
     return batches
 
 
+def classification_evaluator(valid: tuple[sp.csr_matrix, np.ndarray]) -> Evaluate:
+    """``evaluate(model)``: accuracy, AUC, hinge and log loss on labelled rows."""
+
+    def evaluate(fm: nn.Module) -> dict[str, float]:
+        return classification_report(valid[1], predict_scores(fm, valid[0]))
+
+    return evaluate
+
+
 def fit_fm(
     model: FactorizationMachine,
     batches: BatchSource,
     n_rows: int,
-    valid: tuple[sp.csr_matrix, np.ndarray] | None,
+    evaluate: Evaluate | None,
     config: TrainConfig,
     penalty: FMPenalty | None = None,
     **options: Any,
 ) -> History:
     """:func:`~fmadv.training.loop.fit_loop` for a factorization machine fed by any
-    source of CSR batches; ``options`` are the loop's (objective, hooks, logging,
-    progress, checkpoint, resume, callbacks).
-
-    Validation reports accuracy, AUC, hinge and log loss each epoch; the L2 penalty
-    (default :class:`FMPenalty`) acts on the rows each batch touches.
+    source of CSR batches, with the L2 penalty on the rows each batch touches (default
+    :class:`FMPenalty`); ``evaluate`` validates each epoch (see
+    :func:`classification_evaluator` and :func:`fmadv.training.ranking.ndcg_evaluator`),
+    and ``options`` are the loop's (objective, hooks, logging, progress, checkpoint,
+    resume, callbacks).
     """
-
-    def evaluate(fm: nn.Module) -> dict[str, float]:
-        return classification_report(valid[1], predict_scores(fm, valid[0]))
-
-    evaluate_or_none = evaluate if valid is not None else None
     penalty = penalty or FMPenalty()
-    return fit_loop(model, batches, n_rows, evaluate_or_none, config, penalty=penalty, **options)
+    return fit_loop(model, batches, n_rows, evaluate, config, penalty=penalty, **options)

@@ -38,7 +38,7 @@ from fmadv.training.distributed import Distributed
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 # Metric name -> True when larger is better.
-MONITORS = {"auc": True, "accuracy": True, "hinge": False, "log_loss": False}
+MONITORS = {"auc": True, "accuracy": True, "hinge": False, "log_loss": False, "ndcg": True}
 
 
 @dataclass

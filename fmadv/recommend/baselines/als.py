@@ -47,6 +47,13 @@ class ALS(FactorBaseline):
     """
 
     name = "als"
+    # implicit does not scale the penalty by how many items a user liked, so its useful
+    # size depends on the data's density: the grid spans four decades.
+    tuning_grid = {
+        "factors": (32, 64, 128),
+        "regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
+        "confidence": (1.0, 10.0, 40.0),
+    }
 
     def __init__(
         self,

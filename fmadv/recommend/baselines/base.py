@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,10 +20,10 @@ import torch
 from implicit.utils import ParameterWarning
 
 from fmadv import checks
+from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.estimators.base import Estimator
 from fmadv.recommend.base import Recommender
-from fmadv.recommend.interactions import Interactions
 
 
 class Baseline(Estimator, Recommender):
@@ -31,6 +31,9 @@ class Baseline(Estimator, Recommender):
 
     #: Give users with an empty ``liked`` row the popularity scores.
     cold_fallback: bool = False
+    #: Hyperparameter name -> values worth trying on validation
+    #: (:func:`fmadv.recommend.tuning.tune`); empty for a model with nothing to tune.
+    tuning_grid: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
 
     # -- fitting and scoring --------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:

@@ -52,6 +52,11 @@ class BPR(FactorBaseline):
     """
 
     name = "bpr"
+    tuning_grid = {
+        "factors": (32, 64, 128),
+        "learning_rate": (0.003, 0.01, 0.03),
+        "regularization": (0.001, 0.01, 0.1),
+    }
 
     def __init__(
         self,

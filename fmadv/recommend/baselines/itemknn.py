@@ -43,6 +43,7 @@ class ItemKNN(Baseline):
 
     name = "itemknn"
     cold_fallback = True
+    tuning_grid = {"neighbours": (10, 25, 50, 100, 200, 400, 800)}
 
     def __init__(self, neighbours: int = 50) -> None:
         self.neighbours = neighbours
