@@ -37,7 +37,7 @@ def test_the_python_examples_run(tmp_path, monkeypatch):
     exec(compile(program, "README.md", "exec"), namespace)
     assert (tmp_path / "fm.safetensors").is_file()
     assert namespace["same"].get_params() == namespace["model"].get_params()
-    assert set(namespace["result"].models.index) == {"fm", "als"}
+    assert set(namespace["result"].models.index) == {"ranker", "als"}
 
 
 TOUR = re.compile(r"## A short tour\n(.*?)\n### Image classifiers", re.S)
