@@ -197,3 +197,35 @@ def test_ranking_options_are_refused_for_classification(tmp_path, args, fragment
     assert result.exit_code == 2
     assert fragment in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_users_unseen_in_training_are_ranked_from_their_features():
+    """Cold start: taste follows a user's segment; the test users have no training row
+    at all, so only their segment feature can tell the ranker what they like."""
+    rng = np.random.default_rng(7)
+    n_users, n_items, n_segments, per_user = 200, 60, 4, 10
+    segment = rng.integers(n_segments, size=n_users)
+    taste = rng.normal(size=(n_segments, n_items)) * 2
+    rows = []
+    for user in range(n_users):
+        weights = np.exp(taste[segment[user]])
+        for item in rng.choice(n_items, per_user, replace=False, p=weights / weights.sum()):
+            rows.append((user, segment[user], item))
+    frame = pd.DataFrame(rows, columns=["user", "segment", "item"]).assign(label=1)
+    fields = ["user", "segment", "item"]
+    data = frame_to_dataset(frame, "label", fields, user_col="user", item_col="item")
+    cold = frame["user"].to_numpy() >= 160  # the last 40 users only appear in test
+    warm = np.flatnonzero(~cold)
+    valid = warm[rng.random(len(warm)) < 0.2]
+    train = np.setdiff1d(warm, valid)
+    splits = Splits(data.subset(train), data.subset(valid), data.subset(np.flatnonzero(cold)))
+    inter = Interactions.from_splits(splits)
+    ranker = FMRanker(**FAST).fit(inter, valid=splits.valid)
+    relevant = inter.matrix(splits.test, splits.test.y > 0)
+    users = np.flatnonzero(np.diff(relevant.indptr))
+    assert inter.seen[users].nnz == 0  # truly unseen in training
+    fm_lists, _ = FMRecommender(ranker).fit(inter).recommend(users, k=10)
+    popular_lists, _ = Popularity().fit(inter).recommend(users, k=10)
+    fm_ndcg = np.nanmean(ndcg_at_k(fm_lists, relevant[users]))
+    popular_ndcg = np.nanmean(ndcg_at_k(popular_lists, relevant[users]))
+    assert fm_ndcg > 1.5 * popular_ndcg, (fm_ndcg, popular_ndcg)  # 0.66 against 0.33
