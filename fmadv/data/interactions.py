@@ -72,7 +72,7 @@ class Interactions:
         items = np.unique(np.concatenate([p.item_ids for p in parts]))
         interactions = cls(users, items, None, None, None, splits.train.feature_map, None, None)
         train = splits.train
-        interactions.liked = interactions.matrix(train, train.y > 0)
+        interactions.liked = interactions.relevant(train)
         interactions.seen = interactions.matrix(train)
         if train.ratings is not None:
             interactions.ratings = interactions.matrix(train, train.ratings)
@@ -88,6 +88,11 @@ class Interactions:
     def item_index(self, raw_ids) -> np.ndarray:
         """Indices of raw item ids; a :class:`ConfigError` names the unknown ones."""
         return _index(self.items, raw_ids, "item")
+
+    def relevant(self, dataset: Dataset) -> sp.csr_matrix:
+        """(n_users x n_items) 1 where a row of ``dataset`` is labelled +1: the liked pairs
+        of training, the relevant pairs of a held-out split."""
+        return self.matrix(dataset, dataset.y > 0)
 
     def matrix(self, dataset: Dataset, values=None) -> sp.csr_matrix:
         """(n_users x n_items) CSR of a split's rows; ``values`` per row (default 1)."""

@@ -33,12 +33,13 @@ from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.threat import check_linf_eps
 from fmadv.training.device import resolve_device
-from fmadv.training.fm import FMPenalty, classification_evaluator, fit_fm, shuffled_batches
+from fmadv.training.fm import FMPenalty, classification_evaluator, shuffled_batches
 from fmadv.training.loop import (
     History,
     Objective,
     StepHook,
     TrainConfig,
+    fit_loop,
 )
 from fmadv.training.objectives import AdversarialConfig
 from fmadv.training.regularizers import GradientNoise
@@ -123,7 +124,7 @@ class FMEstimator(Estimator):
         generator = torch.Generator().manual_seed(self.random_state)
         self.model_ = FactorizationMachine(n_features, self.n_factors, self.init_std, generator)
         self.n_features_in_ = n_features
-        self.history_: History = fit_fm(
+        self.history_: History = fit_loop(
             self.model_, batches, n_rows, evaluate, self.train_config(),
             penalty=self.config(FMPenalty), objective=self.objective(), hooks=self.hooks(),
             log_path=log_path, **fit_options,
@@ -307,7 +308,7 @@ class FMClassifier(FMEstimator):
     ) -> FMClassifier:
         """Learn the model from rows X and labels y; ``eval_set`` drives early stopping.
 
-        ``fit_options`` go to :func:`fmadv.training.fm.fit_fm` (progress callbacks,
+        ``fit_options`` go to :func:`fmadv.training.loop.fit_loop` (progress callbacks,
         checkpoint, resume, callbacks).
         """
         self.validate()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fmadv.checks import integer
 from fmadv.data.dataset import Dataset, Splits
 from fmadv.data.interactions import Interactions
@@ -14,15 +12,16 @@ from fmadv.errors import ConfigError
 from fmadv.estimators.base import default
 from fmadv.estimators.fm import FMEstimator
 from fmadv.losses import GROUP_LOSSES, MARGIN_LOSSES
-from fmadv.metrics.ranking import ranking_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.training.fm import FMPenalty
 from fmadv.training.loop import TrainConfig
 from fmadv.training.objectives import AdversarialConfig
-from fmadv.training.ranking import GroupBatches, NegativeSampler, ndcg_evaluator, top_k_unseen
+from fmadv.training.ranking import GroupBatches, HeldOutRanking, NegativeSampler
 from fmadv.training.regularizers import GradientNoise
 
 POSITIVES = ("liked", "seen")
+# The ranking metrics a fitted ranker reports on each held-out split.
+REPORTED = ("ndcg", "recall", "hit_rate", "map")
 
 
 class FMRanker(FMEstimator):
@@ -120,7 +119,7 @@ class FMRanker(FMEstimator):
         """Learn to rank from the training ``interactions``; ``valid`` (labelled rows held
         out from training, +1 = relevant) picks the epoch by NDCG@k.
 
-        ``fit_options`` go to :func:`fmadv.training.fm.fit_fm` (progress callbacks,
+        ``fit_options`` go to :func:`fmadv.training.loop.fit_loop` (progress callbacks,
         checkpoint, resume, callbacks).
         """
         self.validate()
@@ -131,8 +130,8 @@ class FMRanker(FMEstimator):
         batches = GroupBatches(user_rows, item_rows, pairs, self.sampler(), self.batch_size)
         evaluate = None
         if valid is not None:
-            relevant = interactions.matrix(valid, valid.y > 0)
-            evaluate = ndcg_evaluator(
+            relevant = interactions.relevant(valid)
+            evaluate = HeldOutRanking(
                 user_rows, item_rows, interactions.seen, relevant, self.eval_k
             )
         self.feature_map_ = interactions.feature_map
@@ -155,17 +154,11 @@ class FMRanker(FMEstimator):
             held_out = getattr(splits, name)
             if held_out is None:
                 continue
-            relevant = interactions.matrix(held_out, held_out.y > 0)
-            users = np.flatnonzero(np.diff(relevant.indptr))
-            lists = top_k_unseen(
-                self.model_, interactions.user_features, interactions.item_features, users,
-                interactions.seen, self.eval_k,
+            ranking = HeldOutRanking(
+                interactions.user_features, interactions.item_features, interactions.seen,
+                interactions.relevant(held_out), self.eval_k, REPORTED,
             )  # fmt: skip
-            report = ranking_report(lists, relevant[users], self.eval_k)
-            k = self.eval_k
-            results[name] = {
-                f"{metric}@{k}": float(np.nanmean(report[metric]))
-                for metric in ("ndcg", "recall", "hit_rate", "map")
-            }
-            results[name]["users"] = len(users)
+            scores = ranking(self.model_)
+            results[name] = {f"{metric}@{self.eval_k}": scores[metric] for metric in REPORTED}
+            results[name]["users"] = len(ranking.users)
         return results

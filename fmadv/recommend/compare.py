@@ -97,7 +97,7 @@ def compare_topk(
         raise ConfigError("compare at least one model")
     if users is None:
         users = np.unique(interactions.user_index(held_out.user_ids))
-    relevant = interactions.matrix(held_out, held_out.y > 0)[users]
+    relevant = interactions.relevant(held_out)[users]
     ratings = None
     if held_out.ratings is not None:
         ratings = interactions.matrix(held_out, held_out.ratings)[users]

@@ -111,7 +111,7 @@ def relevant_pairs(interactions: Interactions, split: Dataset | None) -> sp.csr_
     """
     if split is None:
         raise ConfigError("tuning needs a validation split held out of training")
-    relevant = interactions.matrix(split, split.y > 0)
+    relevant = interactions.relevant(split)
     if relevant.nnz == 0:
         raise ConfigError(f"the split {split.name!r} has no relevant (+1) rows to tune on")
     return relevant

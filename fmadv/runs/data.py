@@ -74,25 +74,25 @@ class DataSpec:
 class TrainingRows:
     """In-memory splits and the record of where they came from (saved with the model)."""
 
-    train: Dataset
-    valid: Dataset | None
-    test: Dataset | None
+    splits: Splits
     record: dict
 
 
 def load_training_rows(spec: DataSpec) -> TrainingRows:
-    """The train / valid / test rows of a dataset or of libFM files."""
-    if spec.train_file is not None:
-        train = read_libfm_rows(spec.train_file, None, spec.allow_real_valued)
-        n = train.n_features
-        valid, test = (
-            read_libfm_rows(path, n, spec.allow_real_valued) if path else None
-            for path in (spec.valid_file, spec.test_file)
-        )
-        return TrainingRows(train, valid, test, spec.record())
+    """The train / valid / test rows of a dataset or of libFM files (valid and test
+    are None where no file is given)."""
     record = spec.record()
-    splits = load_dataset(spec.dataset, spec.data_dir, **record["options"])
-    return TrainingRows(splits.train, splits.valid, splits.test, record)
+    if spec.train_file is None:
+        splits = load_dataset(spec.dataset, spec.data_dir, **record["options"])
+        return TrainingRows(splits, record)
+    train = read_libfm(spec.train_file, allow_real_valued=spec.allow_real_valued)
+    valid, test = (
+        read_libfm(path, n_features=train.n_features, allow_real_valued=spec.allow_real_valued)
+        if path
+        else None
+        for path in (spec.valid_file, spec.test_file)
+    )
+    return TrainingRows(Splits(train, valid, test), record)
 
 
 @dataclass
@@ -123,10 +123,6 @@ def stream_training_rows(spec: DataSpec) -> StreamedRows:
     return StreamedRows(train, feature_map, eval_set, spec.record())
 
 
-def read_libfm_rows(path: Path, n_features: int | None, allow_real_valued: bool) -> Dataset:
-    return read_libfm(path, n_features=n_features, allow_real_valued=allow_real_valued)
-
-
 def recorded_splits(model, data_dir: Path | None) -> tuple[str, dict, Splits]:
     """(dataset name, options, splits) a saved model was trained on."""
     recorded = model.metadata_.get("data", {})
@@ -144,7 +140,9 @@ def labelled_rows(
     """(name, rows) to evaluate a saved model on: a libFM file, or a dataset's test split
     (by default the dataset, options and split the model was trained with)."""
     if input_file is not None:
-        rows = read_libfm_rows(input_file, model.n_features_in_, model.allow_real_valued)
+        rows = read_libfm(
+            input_file, n_features=model.n_features_in_, allow_real_valued=model.allow_real_valued
+        )
         return input_file.name, rows
     recorded = model.metadata_.get("data", {})
     name = dataset or recorded.get("dataset")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmadv.data.dataset import Splits
+from fmadv.data import read_libfm
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.evaluation.robustness import flip_curve, line_search_scores
@@ -27,7 +27,6 @@ from fmadv.runs.data import (
     TrainingRows,
     labelled_rows,
     load_training_rows,
-    read_libfm_rows,
     stream_training_rows,
 )
 from fmadv.runs.folder import RunFolder, is_main_process, write_json
@@ -71,8 +70,8 @@ def _fit_rows(
     estimator: FMEstimator, rows: TrainingRows, folder: RunFolder, resume: bool, quiet: bool
 ) -> dict | None:
     main = is_main_process()
-    splits = Splits(rows.train, rows.valid, rows.test)
-    with epoch_progress(quiet or not main, estimator.epochs, rows.train.n_rows) as progress:
+    splits = rows.splits
+    with epoch_progress(quiet or not main, estimator.epochs, splits.train.n_rows) as progress:
         estimator.fit_splits(
             splits, log_path=folder.metrics, checkpoint=folder.checkpoint, resume=resume,
             **progress.callbacks(),
@@ -80,7 +79,7 @@ def _fit_rows(
     if not main:
         return None
     results = estimator.report(splits)
-    return _finish(estimator, folder, rows.train.feature_map, rows.record, results,
+    return _finish(estimator, folder, splits.train.feature_map, rows.record, results,
                    best_epoch=estimator.history_.best_epoch)  # fmt: skip
 
 
@@ -146,7 +145,9 @@ def predict_fm(model_path: str | Path, input_file: Path, device: str = "cpu") ->
             raise ConfigError(f"{input_file}: not a readable CSV ({err})") from None
         X = model.feature_map_.encode(frame, path=input_file)
     else:
-        X = read_libfm_rows(input_file, model.n_features_in_, model.allow_real_valued).X
+        X = read_libfm(
+            input_file, n_features=model.n_features_in_, allow_real_valued=model.allow_real_valued
+        ).X
     scores = model.decision_function(X)
     return pd.DataFrame({"score": scores, "label": np.where(scores > 0, 1, -1)})
 

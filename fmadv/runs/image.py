@@ -229,7 +229,7 @@ def evaluate_image(
 
 @dataclass
 class ImageCurves:
-    """Accuracy by attack and L2 size (columns ``attack``, ``budget``, ``accuracy``),
+    """Accuracy by attack and L2 size (columns ``attack``, ``eps``, ``accuracy``),
     and the files written."""
 
     points: pd.DataFrame

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,8 +14,7 @@ from fmadv.evaluation.predict import predict_scores
 from fmadv.metrics.classification import classification_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
-from fmadv.training.callbacks import History
-from fmadv.training.loop import BatchSource, Evaluate, TrainConfig, fit_loop
+from fmadv.training.loop import BatchSource, Evaluate
 
 
 @dataclass
@@ -70,23 +68,3 @@ def classification_evaluator(valid: tuple[sp.csr_matrix, np.ndarray]) -> Evaluat
         return classification_report(valid[1], predict_scores(fm, valid[0]))
 
     return evaluate
-
-
-def fit_fm(
-    model: FactorizationMachine,
-    batches: BatchSource,
-    n_rows: int,
-    evaluate: Evaluate | None,
-    config: TrainConfig,
-    penalty: FMPenalty | None = None,
-    **options: Any,
-) -> History:
-    """:func:`~fmadv.training.loop.fit_loop` for a factorization machine fed by any
-    source of CSR batches, with the L2 penalty on the rows each batch touches (default
-    :class:`FMPenalty`); ``evaluate`` validates each epoch (see
-    :func:`classification_evaluator` and :func:`fmadv.training.ranking.ndcg_evaluator`),
-    and ``options`` are the loop's (objective, hooks, logging, progress, checkpoint,
-    resume, callbacks).
-    """
-    penalty = penalty or FMPenalty()
-    return fit_loop(model, batches, n_rows, evaluate, config, penalty=penalty, **options)

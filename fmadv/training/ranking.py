@@ -20,7 +20,7 @@ import torch
 
 from fmadv.checks import integer
 from fmadv.errors import ConfigError
-from fmadv.metrics.ranking import ndcg_at_k
+from fmadv.metrics.ranking import ranking_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
 
@@ -180,22 +180,30 @@ def top_k_unseen(
     return np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
 
 
-def ndcg_evaluator(
-    user_features: sp.csr_matrix,
-    item_features: sp.csr_matrix,
-    seen: sp.csr_matrix,
-    relevant: sp.csr_matrix,
-    k: int = 10,
-):
-    """``evaluate(model) -> {"ndcg": mean NDCG@k}`` over the users with a relevant
-    held-out item, training pairs filtered from their lists."""
-    relevant = sp.csr_matrix(relevant)
-    users = np.flatnonzero(np.diff(relevant.indptr))
-    if not len(users):
-        raise ConfigError("the validation split has no relevant (user, item) pair")
+@dataclass
+class HeldOutRanking:
+    """Ranking metrics on held-out pairs: each user with a relevant held-out item ranks
+    the whole catalogue, its training pairs filtered out, and the metrics of
+    :func:`~fmadv.metrics.ranking.ranking_report` at ``k`` are averaged over those
+    users. Called with a model, as the fit loop's ``evaluate``."""
 
-    def evaluate(model: FactorizationMachine) -> dict[str, float]:
-        lists = top_k_unseen(model, user_features, item_features, users, seen, k)
-        return {"ndcg": float(np.nanmean(ndcg_at_k(lists, relevant[users])))}
+    user_features: sp.csr_matrix
+    item_features: sp.csr_matrix
+    seen: sp.csr_matrix
+    relevant: sp.csr_matrix
+    k: int = 10
+    metrics: tuple[str, ...] = ("ndcg",)
+    users: np.ndarray = field(init=False)
 
-    return evaluate
+    def __post_init__(self) -> None:
+        self.relevant = sp.csr_matrix(self.relevant)
+        self.users = np.flatnonzero(np.diff(self.relevant.indptr))
+        if not len(self.users):
+            raise ConfigError("the held-out split has no relevant (user, item) pair")
+
+    def __call__(self, model: FactorizationMachine) -> dict[str, float]:
+        lists = top_k_unseen(
+            model, self.user_features, self.item_features, self.users, self.seen, self.k
+        )
+        report = ranking_report(lists, self.relevant[self.users], self.k)
+        return {metric: float(np.nanmean(report[metric])) for metric in self.metrics}
