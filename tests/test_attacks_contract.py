@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from fmadv.attacks import APR, ATTACKS, Attack, Target, attacked_forward
+from fmadv.attacks import APR, ATTACKS, Attack, Target, attacked_forward, input_attacks
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.losses import cross_entropy, hinge, logistic
@@ -28,7 +28,7 @@ from tests.fm_helpers import planted_problem, random_fm, random_rows
 
 ALPHA = {"mlp": 0.05, "fm": 0.05}
 # Options beyond the registry defaults: every norm an attack offers is tested.
-INPUT_ATTACKS = [name for name in ATTACKS if ATTACKS[name]().threat.space == "inputs"]
+INPUT_ATTACKS = input_attacks()
 VARIANTS = [(name, {}) for name in INPUT_ATTACKS] + [
     ("pgd", {"norm": "l2"}),
     ("minimal-step", {"norm": "linf"}),

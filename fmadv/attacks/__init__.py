@@ -8,7 +8,15 @@ without any other change.
 import importlib
 import pkgutil
 
-from fmadv.attacks.base import ALIASES, ATTACKS, Attack, Target, input_gradient, make_attack
+from fmadv.attacks.base import (
+    ALIASES,
+    ATTACKS,
+    Attack,
+    Target,
+    input_attacks,
+    input_gradient,
+    make_attack,
+)
 from fmadv.threat import SUPPORTS
 
 for _module in pkgutil.iter_modules(__path__):
@@ -34,6 +42,7 @@ __all__ = [
     "Target",
     "adversarial_scores",
     "attacked_forward",
+    "input_attacks",
     "input_gradient",
     "make_attack",
 ]

@@ -113,6 +113,11 @@ def register(cls: type[Attack]) -> type[Attack]:
     return cls
 
 
+def input_attacks() -> list[str]:
+    """The registered attacks that move a model's inputs (not its embeddings)."""
+    return [name for name, cls in ATTACKS.items() if cls().threat.space == "inputs"]
+
+
 def make_attack(name: str, eps: float, support: str = "all", **options) -> Attack:
     """The registered attack ``name`` with budget ``eps`` over ``support``; ``options``
     set its other fields (``norm``, ``steps``...)."""

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fmadv.attacks import ATTACKS, SUPPORTS
+from fmadv.attacks import ATTACKS, SUPPORTS, input_attacks
 from fmadv.data.cards import list_cards
 from fmadv.data.format import IMAGES, ROWS, DataKind, get_format
 from fmadv.errors import ConfigError, FmadvError
@@ -51,9 +51,7 @@ Loss = choices("Loss", {**MARGIN_LOSSES, **GROUP_LOSSES})
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Monitor = choices("Monitor", MONITORS)
 AttackName = choices("AttackName", ATTACKS)
-InputAttack = choices(
-    "InputAttack", (name for name, cls in ATTACKS.items() if cls().threat.space == "inputs")
-)
+InputAttack = choices("InputAttack", input_attacks())
 Support = choices("Support", SUPPORTS)
 NoiseRows = choices("NoiseRows", NOISE_ROWS)
 Precision = choices("Precision", PRECISIONS)

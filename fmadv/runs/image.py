@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fmadv.attacks import ALIASES, ATTACKS, Attack
+from fmadv.attacks import ALIASES, Attack, input_attacks
 from fmadv.checks import integer
 from fmadv.data.image_prep import PreparedImages, load_image_dataset
 from fmadv.errors import ConfigError
@@ -158,7 +158,7 @@ def _fit(
 def image_attack_names() -> list[str]:
     """The attack names the image commands take: every registered attack that moves
     pixels, its earlier names, and the two PGDs of :data:`PGD_NORMS`."""
-    pixels = [name for name, cls in ATTACKS.items() if cls().threat.space == "inputs"]
+    pixels = input_attacks()
     aliases = [alias for alias, name in ALIASES.items() if name in pixels]
     return [*(name for name in pixels if name not in PGD_NORMS), *aliases, *PGD_NORMS]
 
