@@ -94,6 +94,14 @@ def get_loss(name: str) -> LossFn:
         raise ConfigError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
 
 
+def loss_slope(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
+    """d (sum of the losses) / d score, per score: how an attack should move each one."""
+    scores = scores.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (slope,) = torch.autograd.grad(loss_fn(scores, labels).sum(), scores)
+    return slope
+
+
 def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
     """rho = sign(d loss / d score) per score: the side an attack pushes each score to.
 
@@ -101,7 +109,4 @@ def loss_direction(scores: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) 
     per score, and a closed-form attack step stays exact as long as each scored row
     moves on its own.
     """
-    scores = scores.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (slope,) = torch.autograd.grad(loss_fn(scores, labels).sum(), scores)
-    return torch.sign(slope)
+    return torch.sign(loss_slope(scores, labels, loss_fn))

@@ -162,3 +162,89 @@ class _SparseProduct(torch.autograd.Function):
 def sparse_product(rows: torch.Tensor, rows_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """Differentiable ``rows @ dense`` whose backward multiplies by ``rows_t``."""
     return _SparseProduct.apply(rows, rows_t, dense)
+
+
+class PairBatch:
+    """Rows x = x_u + x_i of (user, item) pairs, kept as their two sides.
+
+    A ranking batch scores each user against several items: its rows repeat the same
+    user features many times. Here they are stored once per user and once per distinct
+    item, and row r is ``users[user_of_row[r]] + items[item_of_row[r]]``. The two sides
+    hold disjoint features (the user's fields and the item's), so the FM's score splits
+    into a user part, an item part and their interaction; nothing of size rows x n is
+    ever built.
+
+    The user side is also what an attacker of a ranking controls: the attacks move the
+    features in ``user_columns`` (the user's fields, whether or not this user has them),
+    one perturbation per user shared by all of its rows.
+
+    Parameters
+    ----------
+    users, items
+        The sides' rows as sparse matrices over the full feature space.
+    user_of_row, item_of_row
+        For every scored row, the index of its user row and of its item row.
+    user_columns
+        Sorted feature indices the user side may hold; every user row's entries lie in it.
+    device, dtype
+        Where the tensors live, and their floating point type.
+    """
+
+    def __init__(
+        self,
+        users: sp.spmatrix,
+        items: sp.spmatrix,
+        user_of_row: np.ndarray,
+        item_of_row: np.ndarray,
+        user_columns: np.ndarray,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.users = SparseBatch(users, device, dtype)
+        self.items = SparseBatch(items, device, dtype)
+        self.device, self.dtype = self.users.device, dtype
+        self.user_of_row = torch.as_tensor(np.asarray(user_of_row, dtype=np.int64)).to(device)
+        self.item_of_row = torch.as_tensor(np.asarray(item_of_row, dtype=np.int64)).to(device)
+        self.user_columns = torch.as_tensor(np.asarray(user_columns, dtype=np.int64)).to(device)
+        self.is_binary = self.users.is_binary and self.items.is_binary
+        self.shape = (len(self.user_of_row), self.users.n_features)
+
+    @property
+    def n_rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.shape[1]
+
+    @property
+    def n_users(self) -> int:
+        return self.users.n_rows
+
+    @functools.cached_property
+    def user_block(self) -> sp.csr_matrix:
+        """The user rows restricted to ``user_columns`` (n_users x len(user_columns)):
+        what an attack on dense inputs perturbs."""
+        return self.users.csr[:, self.user_columns.cpu().numpy()]
+
+    def to_rows(self) -> SparseBatch:
+        """The rows x_u + x_i as one :class:`SparseBatch`: for references and tests."""
+        user_of_row = self.user_of_row.cpu().numpy()
+        item_of_row = self.item_of_row.cpu().numpy()
+        rows = self.users.csr[user_of_row] + self.items.csr[item_of_row]
+        return SparseBatch(rows, self.device, self.dtype)
+
+    def shard(self, rank: int, world: int) -> tuple[PairBatch, torch.Tensor]:
+        """Users rank, rank + world, ... with all of their rows, and those rows' indices
+        (a group loss needs each user's rows together)."""
+        keep_users = np.arange(rank, self.n_users, world)
+        user_of_row = self.user_of_row.cpu().numpy()
+        renumber = np.full(self.n_users, -1, dtype=np.int64)
+        renumber[keep_users] = np.arange(len(keep_users))
+        kept_rows = np.flatnonzero(renumber[user_of_row] >= 0)
+        local = PairBatch(
+            self.users.csr[keep_users], self.items.csr, renumber[user_of_row[kept_rows]],
+            self.item_of_row.cpu().numpy()[kept_rows], self.user_columns.cpu().numpy(),
+            self.device, self.dtype,
+        )  # fmt: skip
+        return local, torch.from_numpy(kept_rows).to(self.device)

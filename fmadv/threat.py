@@ -12,6 +12,7 @@ Every budget is called ``eps``, whatever its norm.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -108,9 +109,10 @@ class Attackable:
     score becomes two class outputs, and it evaluates single steps exactly.
     """
 
-    def dense_inputs(self, inputs):
-        """The batch as a dense tensor, for attacks with no exact path."""
-        return inputs
+    def dense_view(self, inputs) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """(x, forward) for attacks with no exact path: the batch as the dense tensor an
+        attack perturbs, and the model's outputs as a function of it."""
+        return inputs, self.forward_dense
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs of dense rows, differentiable in x."""
@@ -125,10 +127,10 @@ class Attackable:
         return labels
 
     def exact_attack_scores(
-        self, inputs, rho: torch.Tensor, ball: ThreatModel, lean_dtype: torch.dtype | None = None
+        self, inputs, slope: torch.Tensor, ball: ThreatModel, lean_dtype: torch.dtype | None = None
     ) -> torch.Tensor | None:
-        """Outputs after one steepest-ascent step to the edge of ``ball``, the step's side
-        per output given by ``rho``; None when this model has no closed form for it."""
+        """Outputs after one steepest-ascent step to the edge of ``ball``, given the
+        loss's slope in each output; None when this model has no closed form for it."""
         return None
 
 

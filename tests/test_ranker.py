@@ -68,8 +68,9 @@ def test_negatives_are_never_a_positive_of_their_user(sampling):
 def test_an_epoch_visits_each_positive_once_with_fresh_negatives(planted):
     _, inter = planted
     batches = GroupBatches(
-        inter.user_features, inter.item_features, inter.liked, NegativeSampler(3), 200
-    )
+        inter.user_features, inter.item_features, inter.liked, NegativeSampler(3), 200,
+        inter.user_columns,
+    )  # fmt: skip
     rng = np.random.default_rng(0)
     seen_pairs = []
     for batch, labels in batches(rng, torch.device("cpu")):

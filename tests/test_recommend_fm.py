@@ -66,31 +66,41 @@ class TestAttackedFMRecommender(RecommenderContract):
         return AttackedFMRecommender(self.base, FGSM(0.05))
 
 
-def test_attacked_scores_equal_the_attack_on_full_rows(classifier, interactions):
+def test_the_profile_attack_equals_autograd_on_the_users_dense_features(classifier, interactions):
+    """Each user's features move once for the whole catalogue, by the sign of the
+    gradient of (mean score of the rest - mean score of the clean top k), inside the
+    box, on the user's fields only: the reference builds every (user, item) row dense."""
     import torch
 
-    from fmadv.attacks import FGSM, adversarial_scores
-    from fmadv.losses import logistic
+    from fmadv.attacks import FGSM
     from fmadv.recommend.fm import AttackedFMRecommender
     from fmadv.recommend.stability import stability
-    from fmadv.sparse import SparseBatch
 
     base = FMRecommender(classifier).fit(interactions)
-    attack = FGSM(0.05)
-    attacked = AttackedFMRecommender(base, attack).fit().score(np.array([3, 9])).numpy()
-    items = np.arange(interactions.n_items)
+    eps, k = 0.05, 5
+    attacked = AttackedFMRecommender(base, FGSM(eps), k).fit().score(np.array([3, 9]))
+    fm = classifier.model_
+    items = torch.from_numpy(interactions.item_features.toarray())
+    movable = torch.zeros(items.shape[1], dtype=torch.bool)
+    movable[interactions.user_columns] = True
     for row, user in enumerate([3, 9]):
-        full = interactions.user_features[[user] * len(items)] + interactions.item_features[items]
-        batch = SparseBatch(full)
+        profile = torch.from_numpy(interactions.user_features[user].toarray())
         with torch.no_grad():
-            clean = classifier.model_(batch)
-            labels = torch.where(clean >= 0, 1.0, -1.0)
-            expected = adversarial_scores(classifier.model_, batch, labels, logistic, attack)
-        np.testing.assert_allclose(attacked[row], expected.numpy(), rtol=1e-5, atol=1e-5)
-        # Scores are pushed towards (and across) the boundary: the margin with respect to
-        # the model's own sign drops on average (a single step may overshoot on some rows).
-        sign = np.sign(clean.numpy())
-        assert np.mean(sign * attacked[row]) < np.mean(np.abs(clean.numpy())) - 0.1
+            clean = fm.forward_dense(profile + items)
+        unseen = ~torch.from_numpy(interactions.seen[user].toarray()[0].astype(bool))
+        top = torch.zeros_like(unseen)
+        top[torch.topk(clean.masked_fill(~unseen, -torch.inf), k).indices] = True
+        rest = unseen & ~top
+        delta = torch.zeros_like(profile, requires_grad=True)
+        scores = fm.forward_dense(profile + delta + items)
+        gain = scores[rest].mean() - scores[top].mean()
+        (grad,) = torch.autograd.grad(gain, delta)
+        moved = (profile + eps * torch.sign(grad) * movable).clamp(0, 1)
+        with torch.no_grad():
+            expected = fm.forward_dense(moved + items)
+        np.testing.assert_allclose(attacked[row], expected, rtol=1e-5, atol=1e-5)
+        # The attack closes the gap between the user's top k and the rest.
+        assert expected[rest].mean() - expected[top].mean() > clean[rest].mean() - clean[top].mean()
     _, _, overlap = stability(base, FGSM(0.0), np.arange(10), k=5)
     assert np.all(overlap == 1.0)  # no attack, same lists
     _, _, overlap = stability(base, FGSM(0.3), np.arange(10), k=5)

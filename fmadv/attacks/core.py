@@ -27,7 +27,7 @@ from torch import nn
 
 from fmadv.attacks.base import Attack, Target
 from fmadv.errors import ConfigError
-from fmadv.losses import LossFn, loss_direction
+from fmadv.losses import LossFn, loss_slope
 from fmadv.threat import UNIT_BOX, Attackable, Bounds
 
 
@@ -78,8 +78,8 @@ def attacked_forward(
     ball = attack.single_step()
     if ball is not None:
         scored = clean if clean is not None else model(inputs)
-        rho = loss_direction(scored, labels, loss_fn)
-        adversarial = surface.exact_attack_scores(inputs, rho, ball, lean_dtype)
+        slope = loss_slope(scored, labels, loss_fn)
+        adversarial = surface.exact_attack_scores(inputs, slope, ball, lean_dtype)
         if adversarial is not None:
             return AttackedOutputs(adversarial, scored)
     if attack.threat.space != "inputs":
@@ -87,9 +87,9 @@ def attacked_forward(
             f"the {attack.name!r} attack moves embeddings, and {type(model).__name__} "
             "has no exact embedding path for it"
         )
-    x = surface.dense_inputs(inputs)
-    x_adv = perturb_dense(attack, surface.forward_dense, x, labels, loss_fn, bounds, surface)
-    adversarial = surface.forward_dense(x_adv)
+    x, forward = surface.dense_view(inputs)
+    x_adv = perturb_dense(attack, forward, x, labels, loss_fn, bounds, surface)
+    adversarial = forward(x_adv)
     if clean is None and keep_clean:
         clean = model(inputs)
     return AttackedOutputs(adversarial, clean)

@@ -109,6 +109,15 @@ class Interactions:
         return matrix
 
     # -- the user part and the item part of the features ----------------------------
+    @property
+    def user_columns(self) -> np.ndarray:
+        """Sorted feature indices of the user's fields: what a user's profile can hold."""
+        if self.feature_map is None:
+            raise ConfigError("these interactions have no feature map")
+        fmap = self.feature_map
+        spans = [np.arange(fmap.n_features)[fmap.field_slice(name)] for name in self.user_fields]
+        return np.sort(np.concatenate(spans)) if spans else np.zeros(0, np.int64)
+
     def _split_features(self, parts: list[Dataset]) -> None:
         X = sp.vstack([p.X for p in parts]).tocsr()
         user_of_row = self.user_index(np.concatenate([p.user_ids for p in parts]))

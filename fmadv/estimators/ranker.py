@@ -127,7 +127,10 @@ class FMRanker(FMEstimator):
             raise ConfigError("the ranker needs interactions with a feature map")
         user_rows, item_rows = interactions.user_features, interactions.item_features
         pairs = interactions.liked if self.positives == "liked" else interactions.seen
-        batches = GroupBatches(user_rows, item_rows, pairs, self.sampler(), self.batch_size)
+        batches = GroupBatches(
+            user_rows, item_rows, pairs, self.sampler(), self.batch_size,
+            interactions.user_columns,
+        )  # fmt: skip
         evaluate = None
         if valid is not None:
             relevant = interactions.relevant(valid)

@@ -6,6 +6,8 @@ Two forward paths give the same numbers: :meth:`FactorizationMachine.forward` on
 :class:`~fmadv.sparse.SparseBatch` (O(m k) work per row with m active features,
 through sparse matrix products), and :meth:`FactorizationMachine.forward_dense` on
 dense rows (plain autograd; the attacks differentiate it with respect to x).
+A ranking batch (:class:`~fmadv.sparse.PairBatch`) is scored from its two sides, each
+user's and each item's features summed once, never as one row per (user, item) pair.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from fmadv.models.fm_attack import exact_scores
-from fmadv.sparse import SparseBatch, sparse_product
+from fmadv.sparse import PairBatch, SparseBatch, sparse_product
 from fmadv.threat import Attackable, ThreatModel
 
 
@@ -54,20 +56,45 @@ class FactorizationMachine(Attackable, nn.Module):
             torch.randn(n_features, n_factors, generator=generator) * init_std
         )
 
-    def forward(self, batch: SparseBatch) -> torch.Tensor:
+    def forward(self, batch: SparseBatch | PairBatch) -> torch.Tensor:
         """Scores y_hat of the rows of a sparse batch, shape (batch,)."""
         self._check_width(batch.n_features)
-        V, w = self.factors, self.linear
-        norms = V.square().sum(1, keepdim=True)
-        if batch.is_binary:
-            # x^2 = x on binary rows: one product gives s = xV, <w, x> and (x^2)(V^2).
-            z = sparse_product(batch.rows, batch.rows_t, torch.cat([V, w[:, None], norms], 1))
-            s, lin, sq = z[:, : self.n_factors], z[:, self.n_factors], z[:, self.n_factors + 1]
-        else:
-            z = sparse_product(batch.rows, batch.rows_t, torch.cat([V, w[:, None]], 1))
-            s, lin = z[:, : self.n_factors], z[:, self.n_factors]
-            sq = sparse_product(batch.squared, batch.squared_t, norms)[:, 0]
-        return self.bias + lin + 0.5 * (s.square().sum(1) - sq)
+        table = self.side_table()
+        if isinstance(batch, PairBatch):
+            users, items = self.side_sums(batch.users, table), self.side_sums(batch.items, table)
+            return self.pair_scores(users, items, batch)
+        return self.scores_from_sums(self.side_sums(batch, table))
+
+    # -- the score from per-row sums -----------------------------------------------------
+    # A row's score needs three sums over its features: s = x V, <w, x> and (x^2)(V^2),
+    # kept side by side as one (rows x (k + 2)) tensor [s, <w, x>, (x^2)(V^2)].
+    def side_table(self) -> torch.Tensor:
+        """[V, w, ||V_j||^2] per feature: one sparse product with it gives the sums."""
+        V = self.factors
+        return torch.cat([V, self.linear[:, None], V.square().sum(1, keepdim=True)], 1)
+
+    def side_sums(self, batch: SparseBatch, table: torch.Tensor) -> torch.Tensor:
+        """[x V, <w, x>, (x^2)(V^2)] of every row of ``batch``."""
+        if batch.is_binary:  # x^2 = x: one product gives all three
+            return sparse_product(batch.rows, batch.rows_t, table)
+        first = sparse_product(batch.rows, batch.rows_t, table[:, :-1])
+        return torch.cat([first, sparse_product(batch.squared, batch.squared_t, table[:, -1:])], 1)
+
+    def scores_from_sums(self, sums: torch.Tensor) -> torch.Tensor:
+        """b + <w, x> + 1/2 (||x V||^2 - (x^2)(V^2)) from :meth:`side_sums`."""
+        return self.bias + self._own_part(sums)
+
+    def _own_part(self, sums: torch.Tensor) -> torch.Tensor:
+        k = self.n_factors
+        return sums[:, k] + 0.5 * (sums[:, :k].square().sum(1) - sums[:, k + 1])
+
+    def pair_scores(self, user_sums, item_sums, batch: PairBatch) -> torch.Tensor:
+        """Scores of rows x_u + x_i from each side's sums: the two sides' own parts plus
+        their interaction <x_u V, x_i V> (the sides share no feature)."""
+        k = self.n_factors
+        user, item = batch.user_of_row, batch.item_of_row
+        cross = torch.linalg.vecdot(user_sums[user, :k], item_sums[item, :k])
+        return self.bias + self._own_part(user_sums)[user] + self._own_part(item_sums)[item] + cross
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of dense rows x (batch x n); differentiable in x and in the parameters."""
@@ -78,8 +105,20 @@ class FactorizationMachine(Attackable, nn.Module):
         return self.bias + x @ self.linear + 0.5 * (s.square().sum(1) - sq)
 
     # -- what the attack core asks of a model (see fmadv.threat.Attackable) ------------
-    def dense_inputs(self, batch: SparseBatch) -> torch.Tensor:
-        return batch.to_dense()
+    def dense_view(self, batch: SparseBatch | PairBatch):
+        """Dense rows and the scores as a function of them; on a :class:`PairBatch`, the
+        users' features (over ``user_columns``), each shared by all of the user's rows."""
+        if not isinstance(batch, PairBatch):
+            return batch.to_dense(), self.forward_dense
+        users = torch.from_numpy(batch.user_block.toarray()).to(batch.device, batch.dtype)
+        own = self.side_table()[batch.user_columns]
+        items = self.side_sums(batch.items, self.side_table())
+
+        def scores(x: torch.Tensor) -> torch.Tensor:
+            user_sums = torch.cat([x @ own[:, :-1], x.square() @ own[:, -1:]], 1)
+            return self.pair_scores(user_sums, items, batch)
+
+        return users, scores
 
     def class_outputs(self, scores: torch.Tensor) -> torch.Tensor:
         """[-y_hat, y_hat]: class 1 wins when y_hat > 0."""
@@ -91,13 +130,13 @@ class FactorizationMachine(Attackable, nn.Module):
 
     def exact_attack_scores(
         self,
-        batch: SparseBatch,
-        rho: torch.Tensor,
+        batch: SparseBatch | PairBatch,
+        slope: torch.Tensor,
         ball: ThreatModel,
         lean_dtype: torch.dtype | None = None,
     ) -> torch.Tensor | None:
         """Closed-form scores after a sign or L2 step (see :mod:`fmadv.models.fm_attack`)."""
-        return exact_scores(self, batch, rho, ball, lean_dtype)
+        return exact_scores(self, batch, slope, ball, lean_dtype)
 
     @torch.no_grad()
     def side_tables(self, user_rows, item_rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,15 +160,17 @@ class FactorizationMachine(Attackable, nn.Module):
 
     def _side_parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(b + <w, z> + pair(z), z V) for every CSR row z, the bias on the user side only."""
-        device = self.bias.device
+        device, table = self.bias.device, self.side_table()
         parts, vectors = [], []
         for start in range(0, rows.shape[0], 65536):
-            batch = SparseBatch(rows[start : start + 65536], device)
-            parts.append(self(batch) - (0 if with_bias else self.bias))
-            vectors.append(batch.rows @ self.factors)
+            sums = self.side_sums(SparseBatch(rows[start : start + 65536], device), table)
+            parts.append(self._own_part(sums) + (self.bias if with_bias else 0))
+            vectors.append(sums[:, : self.n_factors])
         return torch.cat(parts), torch.cat(vectors)
 
-    def l2_penalty(self, batch: SparseBatch, reg_linear: float, reg_factors: float) -> torch.Tensor:
+    def l2_penalty(
+        self, batch: SparseBatch | PairBatch, reg_linear: float, reg_factors: float
+    ) -> torch.Tensor:
         """Mean over the rows of reg_linear * sum w_i^2 + reg_factors * sum ||V_i||^2.
 
         The sums run over each row's active features, weighted by x_i^2 (1 on binary
@@ -141,13 +182,18 @@ class FactorizationMachine(Attackable, nn.Module):
         if reg_linear == 0 and reg_factors == 0:
             return self.bias.new_zeros(())
         per_feature = reg_linear * self.linear.square() + reg_factors * self.factors.square().sum(1)
-        pattern, pattern_t = batch.rows, batch.rows_t
-        if not batch.is_binary:
-            pattern, pattern_t = batch.squared, batch.squared_t
-        return sparse_product(pattern, pattern_t, per_feature[:, None]).mean()
+        if isinstance(batch, PairBatch):
+            users = _weighted_sums(batch.users, per_feature)[batch.user_of_row]
+            return (users + _weighted_sums(batch.items, per_feature)[batch.item_of_row]).mean()
+        return _weighted_sums(batch, per_feature).mean()
 
     def _check_width(self, width: int) -> None:
         if width != self.n_features:
             raise ValueError(
                 f"rows have {width} features but the model was built for {self.n_features}"
             )
+
+
+def _weighted_sums(batch: SparseBatch, per_feature: torch.Tensor) -> torch.Tensor:
+    """sum_j x_j^2 * per_feature_j for every row."""
+    return sparse_product(batch.squared, batch.squared_t, per_feature[:, None])[:, 0]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fmadv.losses import LossFn, loss_direction
-from fmadv.sparse import SparseBatch
+from fmadv.sparse import PairBatch, SparseBatch
 from fmadv.threat import ThreatModel
 
 if TYPE_CHECKING:
@@ -65,62 +65,85 @@ class _Step:
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 
-def _tiles(n: int, batch_rows: int):
+def _tiles(m: int, batch_rows: int):
+    """Slices of positions 0..m-1, each small enough for one (batch x tile) block."""
     width = max(1, TILE_ELEMENTS // max(batch_rows, 1))
-    for start in range(0, n, width):
-        yield slice(start, min(start + width, n))
+    for start in range(0, m, width):
+        yield slice(start, min(start + width, m))
 
 
-def _tile_leans(factors, linear, signed_s, lean_dtype: torch.dtype | None = None):
-    """Yield (features, lean) per tile, lean = rho * (w_J + V_J s) for the moving rows.
+def _tile_columns(positions: slice, columns: torch.Tensor | None):
+    """The features of a tile: a slice of all of them, or of the movable ``columns``."""
+    return positions if columns is None else columns[positions]
 
-    ``signed_s`` = [rho, rho * s] so that one product gives rho * g without a pass to
-    multiply by rho; the step function then overwrites the lean in place. With
-    ``lean_dtype`` (bfloat16) the product runs in that type and only decides the mask;
-    everything accumulated from it stays in the parameters' type.
+
+def _tile_leans(factors, linear, direction, lean_dtype=None, columns=None):
+    """Yield (positions, features, lean) per tile: lean = c w_J + a V_J^T for the rows'
+    directions [c, a], over every feature or only the movable ``columns``.
+
+    For one row moving on its own, [c, a] = [rho, rho * s] and the lean is rho * g_j
+    (without the x_j ||V_j||^2 of the ones, which are corrected apart). The step function
+    then overwrites the lean in place. With ``lean_dtype`` (bfloat16) the product runs in
+    that type and only decides the mask; everything accumulated from it stays in the
+    parameters' type.
     """
-    left = signed_s if lean_dtype is None else signed_s.to(lean_dtype)
-    for cols in _tiles(factors.shape[0], signed_s.shape[0]):
+    left = direction if lean_dtype is None else direction.to(lean_dtype)
+    m = factors.shape[0] if columns is None else len(columns)
+    for positions in _tiles(m, direction.shape[0]):
+        cols = _tile_columns(positions, columns)
         right = torch.cat([linear[cols, None], factors[cols]], 1).to(left.dtype)
-        yield cols, (left @ right.T).to(factors.dtype)
+        yield positions, cols, (left @ right.T).to(factors.dtype)
 
 
-class _AdversarialScores(torch.autograd.Function):
+class _AttackedSums(torch.autograd.Function):
+    """[x_adv V, <w, x_adv>, (x_adv^2)(V^2)] per row, x_adv = x + eps e the step's point.
+
+    The step of row t follows its direction [c_t, a_t]: the gradient of the attacked
+    loss with respect to coordinate j is c_t (w_j - x_j ||V_j||^2) + <V_j, a_t>. Only the
+    ``columns`` move (all features when None); every entry of the rows lies in them.
+    """
+
     @staticmethod
-    def forward(ctx, bias, linear, factors, batch: SparseBatch, rho, eps: float, step: _Step):
+    def forward(ctx, linear, factors, batch: SparseBatch, direction, eps, step, columns):
         V, w = factors, linear
         k = V.shape[1]
         n_rows = batch.n_rows
         q = V.square().sum(1)
-        s = batch.rows @ V  # clean s = x V; the step function makes it a constant here
+        c, a = direction[:, 0], direction[:, 1:]
         cols, row = batch.columns, batch.row_of_entry
-        g_active = w[cols] + (V[cols] * s[row]).sum(1)  # g_j of a one, as if it were 0
-        lean_active = rho[row] * (g_active - q[cols])  # the true g_j of the ones
+        # The lean of each one: its true gradient, times the row's side.
+        lean_active = c[row] * (w[cols] - q[cols]) + (V[cols] * a[row]).sum(1)
 
-        # Rows whose loss has zero slope (a hinge that is not active) do not move.
-        moving = torch.nonzero(rho).squeeze(1)
+        # Rows with no direction (a hinge that is not active) do not move.
+        moving = torch.nonzero(direction.ne(0).any(1)).squeeze(1)
         # The tiles treat the ones as zeros; what they assumed for each one is read back
         # from the tile itself, so the correction below undoes exactly what was counted,
         # whatever the float order or type of the tile's product.
         lean_as_zero = torch.zeros_like(lean_active)
-        local_row = torch.full((n_rows,), -1, dtype=torch.long, device=s.device)
-        local_row[moving] = torch.arange(len(moving), device=s.device)
-        by_column = torch.argsort(cols, stable=True)
-        sorted_columns = cols[by_column]
-        signed_s = torch.cat([rho[moving, None], rho[moving, None] * s[moving]], 1)
+        local_row = torch.full((n_rows,), -1, dtype=torch.long, device=w.device)
+        local_row[moving] = torch.arange(len(moving), device=w.device)
+        position = cols if columns is None else torch.searchsorted(columns, cols)
+        by_position = torch.argsort(position, stable=True)
+        sorted_positions = position[by_position]
+        moving_direction = direction[moving]
         # first = A @ [V, w, q] for the sign step; the L2 step keeps A^2 @ q apart.
-        first = s.new_zeros(len(moving), k + 2)
-        norm2 = s.new_zeros(n_rows)
-        cache = step.sign and len(moving) * V.shape[0] <= CACHE_ELEMENTS
+        first = w.new_zeros(len(moving), k + 2)
+        norm2 = w.new_zeros(n_rows)
+        m = V.shape[0] if columns is None else len(columns)
+        cache = step.sign and len(moving) * m <= CACHE_ELEMENTS
         rises = [] if cache else None
         if step.all_features and len(moving):
-            norm2_moving = s.new_zeros(len(moving))
-            for cols_j, lean in _tile_leans(V, w, signed_s, step.lean_dtype):
-                bounds = torch.tensor([cols_j.start, cols_j.stop], device=s.device)
-                low, high = torch.searchsorted(sorted_columns, bounds).tolist()
-                entries = by_column[low:high]
+            norm2_moving = w.new_zeros(len(moving))
+            for positions, cols_j, lean in _tile_leans(
+                V, w, moving_direction, step.lean_dtype, columns
+            ):
+                bounds = torch.tensor([positions.start, positions.stop], device=w.device)
+                low, high = torch.searchsorted(sorted_positions, bounds).tolist()
+                entries = by_position[low:high]
                 entries = entries[local_row[row[entries]] >= 0]
-                lean_as_zero[entries] = lean[local_row[row[entries]], cols[entries] - cols_j.start]
+                lean_as_zero[entries] = lean[
+                    local_row[row[entries]], position[entries] - positions.start
+                ]
                 table = torch.cat([V[cols_j], w[cols_j, None], q[cols_j, None]], 1)
                 if not step.sign:
                     norm2_moving += torch.linalg.vecdot(lean, lean)
@@ -139,7 +162,7 @@ class _AdversarialScores(torch.autograd.Function):
                 norm2.zero_()
                 lean_as_zero = torch.zeros_like(lean_as_zero)
             norm2.index_add_(0, row, lean_active.square() - lean_as_zero.square())
-            scale1 = norm2.clamp_min(torch.finfo(s.dtype).tiny).rsqrt()
+            scale1 = norm2.clamp_min(torch.finfo(w.dtype).tiny).rsqrt()
         else:
             scale1 = torch.ones_like(norm2)
         scale2 = scale1.square()
@@ -156,48 +179,54 @@ class _AdversarialScores(torch.autograd.Function):
         c1_rows, c1_rows_t = batch.with_values(c1)
         c2_rows, c2_rows_t = batch.with_values(c2)
 
-        dense_first = s.new_zeros(n_rows, k + 2)
+        dense_first = w.new_zeros(n_rows, k + 2)
         dense_first[moving] = first
         sparse_first = c1_rows @ torch.cat([V, w[:, None]], 1)
         s_adv = sparse_first[:, :k] + eps * scale1[:, None] * dense_first[:, :k]
         lin_adv = sparse_first[:, k] + eps * scale1 * dense_first[:, k]
         sq_adv = (c2_rows @ q[:, None])[:, 0] + eps**2 * scale2 * dense_first[:, k + 1]
-        scores = bias + lin_adv + 0.5 * (s_adv.square().sum(1) - sq_adv)
 
-        ctx.eps, ctx.step, ctx.rises = eps, step, rises
+        ctx.eps, ctx.step, ctx.rises, ctx.columns = eps, step, rises, columns
         ctx.c1_rows_t, ctx.c2_rows_t = c1_rows_t, c2_rows_t
-        ctx.save_for_backward(factors, linear, signed_s, moving, s_adv, scale1, scale2)
-        return scores
+        ctx.save_for_backward(factors, linear, moving_direction, moving, scale1, scale2)
+        return torch.cat([s_adv, lin_adv[:, None], sq_adv[:, None]], 1)
 
     @staticmethod
-    def backward(ctx, grad_scores):
-        V, w, signed_s, moving, s_adv, scale1, scale2 = ctx.saved_tensors
-        eps, step = ctx.eps, ctx.step
+    def backward(ctx, grad_sums):
+        V, w, moving_direction, moving, scale1, scale2 = ctx.saved_tensors
+        eps, step, columns = ctx.eps, ctx.step, ctx.columns
         k = V.shape[1]
-        # d y_adv / d V_j = x_adv_j * s_adv - x_adv_j^2 * V_j;  d y_adv / d w_j = x_adv_j.
-        upstream = torch.cat([grad_scores[:, None] * s_adv, grad_scores[:, None]], 1)
+        # d sums / d V_j = x_adv_j (first order) and 2 x_adv_j^2 V_j (the squared norms);
+        # d sums / d w_j = x_adv_j.
+        upstream = grad_sums[:, : k + 1]
+        twice_sq = 2 * grad_sums[:, k + 1]
         sparse = ctx.c1_rows_t @ upstream
-        sparse_sq = (ctx.c2_rows_t @ grad_scores[:, None])[:, 0]
-        grad_V = sparse[:, :k] - sparse_sq[:, None] * V
+        sparse_sq = (ctx.c2_rows_t @ twice_sq[:, None])[:, 0]
+        grad_V = sparse[:, :k] + sparse_sq[:, None] * V
         grad_w = sparse[:, k].clone()
         if step.all_features and len(moving):
             # Tile rows carry the same scales as in forward: [first order | second order].
             tile_up = torch.cat(
                 [
                     upstream[moving] * (eps * scale1[moving])[:, None],
-                    (grad_scores * eps**2 * scale2)[moving, None],
+                    (twice_sq * eps**2 * scale2)[moving, None],
                 ],
                 1,
             )
+            m = V.shape[0] if columns is None else len(columns)
             if ctx.rises is not None:
-                tiles = zip(_tiles(V.shape[0], len(moving)), ctx.rises, strict=True)
-                tiles = ((cols_j, rise.to(V.dtype)) for cols_j, rise in tiles)
+                tiles = zip(_tiles(m, len(moving)), ctx.rises, strict=True)
+                tiles = (
+                    (_tile_columns(positions, columns), rise.to(V.dtype))
+                    for positions, rise in tiles
+                )
             else:
                 # Rows with zero upstream gradient add nothing: recompute only the others.
-                needed = torch.nonzero(grad_scores[moving]).squeeze(1)
+                needed = torch.nonzero(grad_sums[moving].ne(0).any(1)).squeeze(1)
                 if len(needed) < len(moving):
-                    signed_s, tile_up = signed_s[needed], tile_up[needed]
-                tiles = ((cols_j, step.rise_(lean)) for cols_j, lean in _tile_leans(V, w, signed_s))
+                    moving_direction, tile_up = moving_direction[needed], tile_up[needed]
+                leans = _tile_leans(V, w, moving_direction, columns=columns)
+                tiles = ((cols_j, step.rise_(lean)) for _, cols_j, lean in leans)
             for cols_j, rise in tiles:
                 if step.sign:
                     back = rise.T @ tile_up
@@ -205,15 +234,22 @@ class _AdversarialScores(torch.autograd.Function):
                     back = torch.cat(
                         [rise.T @ tile_up[:, : k + 1], rise.square_().T @ tile_up[:, k + 1 :]], 1
                     )
-                grad_V[cols_j] += back[:, :k] - back[:, k + 1, None] * V[cols_j]
+                grad_V[cols_j] += back[:, :k] + back[:, k + 1, None] * V[cols_j]
                 grad_w[cols_j] += back[:, k]
-        return grad_scores.sum(), grad_w, grad_V, None, None, None, None
+        return grad_w, grad_V, None, None, None, None, None
+
+
+def _attacked_sums(model, batch: SparseBatch, direction, ball: ThreatModel, lean_dtype, columns):
+    step = _Step(ball.norm == "linf", ball.support == "all", lean_dtype)
+    return _AttackedSums.apply(
+        model.linear, model.factors, batch, direction, float(ball.eps), step, columns
+    )
 
 
 def exact_scores(
     model: FactorizationMachine,
-    batch: SparseBatch,
-    rho: torch.Tensor,
+    batch: SparseBatch | PairBatch,
+    slope: torch.Tensor,
     ball: ThreatModel,
     lean_dtype: torch.dtype | None = None,
 ) -> torch.Tensor | None:
@@ -226,27 +262,57 @@ def exact_scores(
     Parameters
     ----------
     model, batch
-        The FM and its rows.
-    rho
-        sign(d loss / d y_hat) per row: the side each score is pushed to (0: the row
-        does not move).
+        The FM and its rows: a :class:`SparseBatch` (each row moves on its own) or a
+        :class:`PairBatch` (each user's features move once for all of its rows).
+    slope
+        d loss / d y_hat per row. A row moving on its own needs only its sign (the side
+        its score is pushed to; 0: the row does not move); a user's shared step follows
+        the slope-weighted sum of its rows' gradients.
     ball
         An L-inf or L2 ball over the binary inputs (all or active features), or an L2
-        ball over the active embeddings (APR).
+        ball over the active embeddings (APR, per row).
     lean_dtype
         ``torch.bfloat16`` runs the tiles' mask product in bf16 (tensor cores on a GPU):
         a few coordinates near the sign boundary may then move the other way, and the
         score returned is the exact score of that slightly different box perturbation.
     """
-    rho = rho.to(model.factors.dtype)
+    slope = slope.to(model.factors.dtype)
     if ball.space == "embeddings":
-        return _apr_scores(model, batch, rho, float(ball.eps)) if ball.norm == "l2" else None
+        if ball.norm != "l2":
+            return None
+        rows = batch.to_rows() if isinstance(batch, PairBatch) else batch
+        return _apr_scores(model, rows, torch.sign(slope), float(ball.eps))
     if ball.norm not in ("linf", "l2") or not batch.is_binary:
         return None
-    step = _Step(ball.norm == "linf", ball.support == "all", lean_dtype)
-    return _AdversarialScores.apply(
-        model.bias, model.linear, model.factors, batch, rho, float(ball.eps), step
-    )
+    if isinstance(batch, PairBatch):
+        return _shared_user_scores(model, batch, slope, ball, lean_dtype)
+    rho = torch.sign(slope)
+    with torch.no_grad():
+        s = batch.rows @ model.factors
+    direction = torch.cat([rho[:, None], rho[:, None] * s], 1)
+    sums = _attacked_sums(model, batch, direction, ball, lean_dtype, None)
+    return model.scores_from_sums(sums)
+
+
+def _shared_user_scores(model, batch: PairBatch, slope, ball, lean_dtype) -> torch.Tensor:
+    """Scores after one step of each user's features, shared by all of the user's rows.
+
+    The step follows the gradient of the user's summed loss with respect to its
+    features: sum_r slope_r (w_j - x_j ||V_j||^2 + <V_j, s_r>), s_r = x_u V + x_i V, that is
+    the direction [c, a] with c = sum_r slope_r and a = sum_r slope_r s_r. Under a
+    pairwise loss c = 0 and the step is the exact worst case of the linear score gap.
+    """
+    table = model.side_table()
+    item_sums = model.side_sums(batch.items, table)
+    with torch.no_grad():
+        user_s = (batch.users.rows @ model.factors).to(slope.dtype)
+        row_s = user_s[batch.user_of_row] + item_sums[:, : model.n_factors][batch.item_of_row]
+        c = slope.new_zeros(batch.n_users).index_add_(0, batch.user_of_row, slope)
+        a = torch.zeros_like(user_s).index_add_(0, batch.user_of_row, slope[:, None] * row_s)
+        direction = torch.cat([c[:, None], a], 1)
+    columns = batch.user_columns if ball.support == "all" else None
+    user_sums = _attacked_sums(model, batch.users, direction, ball, lean_dtype, columns)
+    return model.pair_scores(user_sums, item_sums, batch)
 
 
 @torch.no_grad()
@@ -263,11 +329,11 @@ def mask_disagreement(
     rho = loss_direction(model(batch), labels, loss_fn).to(V.dtype)
     moving = torch.nonzero(rho).squeeze(1)
     s = (batch.rows @ V)[moving]
-    signed_s = torch.cat([rho[moving, None], rho[moving, None] * s], 1)
+    direction = torch.cat([rho[moving, None], rho[moving, None] * s], 1)
     differ = 0
-    exact = _tile_leans(V, w, signed_s)
-    rounded = _tile_leans(V, w, signed_s, lean_dtype)
-    for (_, a), (_, b) in zip(exact, rounded, strict=True):
+    exact = _tile_leans(V, w, direction)
+    rounded = _tile_leans(V, w, direction, lean_dtype)
+    for (_, _, a), (_, _, b) in zip(exact, rounded, strict=True):
         differ += int(((a > 0) != (b > 0)).sum())
     return differ, len(moving) * V.shape[0]
 

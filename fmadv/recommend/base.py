@@ -36,9 +36,10 @@ class Recommender(ABC):
     @abstractmethod
     def _fit(self, interactions: Interactions) -> None: ...
 
-    def under_attack(self, attack) -> Recommender | None:
-        """This fitted recommender with its inputs attacked before scoring, or None when
-        it has no inputs an attack can move (the baselines)."""
+    def under_attack(self, attack, k: int = 10) -> Recommender | None:
+        """This fitted recommender with its inputs attacked before scoring (the attack
+        aimed at the top ``k``), or None when it has no inputs an attack can move (the
+        baselines)."""
         return None
 
     @abstractmethod

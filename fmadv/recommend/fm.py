@@ -20,11 +20,11 @@ from fmadv.attacks.core import adversarial_scores
 from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
-from fmadv.losses import logistic
 from fmadv.recommend.base import Recommender
-from fmadv.sparse import SparseBatch
+from fmadv.sparse import PairBatch
 
-ROWS_PER_CALL = 8192
+# (user, item) rows attacked at once: the users of a block times the catalogue.
+ROWS_PER_CALL = 1 << 18
 
 
 class FMRecommender(Recommender):
@@ -82,29 +82,36 @@ class FMRecommender(Recommender):
             ]
         return self.user_table_[users] @ item_table.T
 
-    def under_attack(self, attack: Attack) -> AttackedFMRecommender:
-        return AttackedFMRecommender(self, attack).fit()
+    def under_attack(self, attack: Attack, k: int = 10) -> AttackedFMRecommender:
+        return AttackedFMRecommender(self, attack, k).fit()
 
 
 class AttackedFMRecommender(Recommender):
-    """An FM recommender whose every (user, item) row is attacked before scoring.
+    """An FM recommender whose users' profiles are attacked to break their own lists.
 
-    There is no label for an unseen item, so each row is attacked against the model's own
-    prediction (sign of its score) under the logistic loss: every score is pushed towards
-    the decision boundary, top items down and bottom items up, which is what disturbs a
-    ranking most. The clean recommender must be fitted; its interactions are reused.
+    Each user's features (every feature of the user's fields, in the unit box) move
+    once, for all items alike: what a user, or whoever edits the user's profile, can do.
+    The attack raises the mean score of the rest of the user's unseen catalogue against
+    the mean score of the user's clean top ``k``. The score gap between two items is
+    linear in the user's features (the user's own terms cancel), so this objective is
+    linear too, and its sign step (FGSM) is the exact worst point of the box for it.
+    The clean recommender must be fitted; its interactions are reused.
 
     Parameters
     ----------
     base
         The fitted FM recommender.
     attack
-        FGSM, L2 step or APR, as in training.
+        Any attack on inputs: FGSM and the L2 step in closed form, the others on the
+        users' dense features.
+    k
+        Length of the list the attack targets.
     """
 
-    def __init__(self, base: FMRecommender, attack: Attack):
+    def __init__(self, base: FMRecommender, attack: Attack, k: int = 10):
         self.base = base
         self.attack = attack
+        self.k = k
         self.name = f"{base.name} under {attack.name} eps={attack.eps}"
 
     def _fit(self, interactions) -> None:
@@ -115,21 +122,44 @@ class AttackedFMRecommender(Recommender):
         self.interactions_ = self.base.interactions_
         return self
 
-    @torch.no_grad()
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
         self._check_fitted()
         inter = self.interactions_
         fm = self.base.model.model_
-        items = np.arange(inter.n_items) if items is None else np.asarray(items, dtype=np.int64)
-        users = np.asarray(user_ids, dtype=np.int64)
-        pairs_user = np.repeat(users, len(items))
-        pairs_item = np.tile(items, len(users))
+        users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        weights = self._demotion_weights(users)
+        n_items = inter.n_items
+        block = max(1, ROWS_PER_CALL // n_items)
         scores = []
-        for start in range(0, len(pairs_user), ROWS_PER_CALL):
-            part = slice(start, start + ROWS_PER_CALL)
-            rows = inter.user_features[pairs_user[part]] + inter.item_features[pairs_item[part]]
-            batch = SparseBatch(rows, fm.bias.device)
-            clean = fm(batch)
-            labels = torch.where(clean >= 0, 1.0, -1.0).to(clean.dtype)
-            scores.append(adversarial_scores(fm, batch, labels, logistic, self.attack, clean=clean))
-        return torch.cat(scores).reshape(len(users), len(items))
+        for start in range(0, len(users), block):
+            chunk = users[start : start + block]
+            batch = PairBatch(
+                inter.user_features[chunk], inter.item_features,
+                np.repeat(np.arange(len(chunk)), n_items), np.tile(np.arange(n_items), len(chunk)),
+                inter.user_columns, fm.bias.device,
+            )  # fmt: skip
+            labels = weights[start : start + block].reshape(-1).to(fm.bias.device)
+            with torch.no_grad():
+                attacked = adversarial_scores(fm, batch, labels, _demotion, self.attack)
+            scores.append(attacked.reshape(len(chunk), n_items))
+        scores = torch.cat(scores) if scores else torch.zeros(0, n_items)
+        return scores if items is None else scores[:, torch.as_tensor(np.asarray(items))]
+
+    def _demotion_weights(self, users: np.ndarray) -> torch.Tensor:
+        """1/k on each user's clean top k, -1/(the rest) on its other unseen items."""
+        seen = self.interactions_.seen[users]
+        clean = self.base.score(users).float()
+        rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
+        clean[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = -torch.inf
+        unseen = torch.isfinite(clean)
+        k = min(self.k, clean.shape[1])
+        top = torch.zeros_like(unseen).scatter_(1, torch.topk(clean, k, dim=1).indices, True)
+        top &= unseen
+        rest = unseen & ~top
+        weights = top / top.sum(1, keepdim=True).clamp_min(1)
+        return weights - rest / rest.sum(1, keepdim=True).clamp_min(1)
+
+
+def _demotion(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The attacker's gain per row: -weight * score (top items down, the rest up)."""
+    return -weights * scores

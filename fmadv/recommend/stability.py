@@ -13,7 +13,7 @@ def stability(
     base: Recommender, attack: Attack, user_ids, k: int = 10
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean lists, attacked lists, per-user overlap |A and A_adv| / k)."""
-    attacked = base.under_attack(attack)
+    attacked = base.under_attack(attack, k)
     if attacked is None:
         raise ConfigError(f"{base.name or type(base).__name__} has no inputs to attack")
     clean_ids, _ = base.recommend(user_ids, k=k)

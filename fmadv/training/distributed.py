@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fmadv.sparse import SparseBatch
+from fmadv.sparse import PairBatch, SparseBatch
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class Distributed:
         """This process's rows of a global batch (rows rank, rank + world, ...)."""
         if not self.enabled:
             return inputs, labels
+        if isinstance(inputs, PairBatch):  # whole groups: a group loss needs them together
+            local, rows = inputs.shard(self.rank, self.world)
+            return local, labels[rows]
         if isinstance(inputs, SparseBatch):
             local = SparseBatch(inputs.csr[self.rank :: self.world], inputs.device)
         else:

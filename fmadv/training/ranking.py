@@ -6,7 +6,8 @@ cannot learn which items a user picks at all. Here every batch holds groups of r
 each a (user, liked item) pair followed by ``n_negatives`` pairs of the same user with
 items drawn from the catalogue, none of them one the user liked. A group loss (BPR)
 compares the positive with its negatives; a margin loss (logistic, hinge) reads the
-same rows as +1 / -1 labels.
+same rows as +1 / -1 labels. A batch is a :class:`~fmadv.sparse.PairBatch`: each
+group's user features are stored once, each distinct item's once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fmadv.checks import integer
 from fmadv.errors import ConfigError
 from fmadv.metrics.ranking import ranking_report
 from fmadv.models.fm import FactorizationMachine
-from fmadv.sparse import SparseBatch
+from fmadv.sparse import PairBatch
 
 SAMPLINGS = ("uniform", "popularity")
 # Redraws of the negatives that hit a positive; each round redraws only those, so a
@@ -108,7 +109,8 @@ class GroupBatches:
     an order drawn from the loop's generator, each followed by freshly drawn negatives.
 
     A batch holds ``batch_size`` groups of ``1 + n_negatives`` rows; the row of a pair
-    is the user's feature row plus the item's.
+    is the user's feature row plus the item's, and ``user_columns`` are the user's
+    fields (what an attack on the batch may move).
     """
 
     user_features: sp.csr_matrix
@@ -116,6 +118,7 @@ class GroupBatches:
     positives: sp.csr_matrix
     sampler: NegativeSampler
     batch_size: int
+    user_columns: np.ndarray
     _users: np.ndarray = field(init=False, repr=False)
     _items: np.ndarray = field(init=False, repr=False)
     _keys: np.ndarray = field(init=False, repr=False)
@@ -143,7 +146,7 @@ class GroupBatches:
 
     def __call__(
         self, rng: np.random.Generator, device: torch.device
-    ) -> Iterator[tuple[SparseBatch, torch.Tensor]]:
+    ) -> Iterator[tuple[PairBatch, torch.Tensor]]:
         n_items = self.item_features.shape[0]
         order = rng.permutation(self.n_groups)
         size = 1 + self.sampler.n_negatives
@@ -152,9 +155,13 @@ class GroupBatches:
             users = self._users[chosen]
             negatives = self.sampler.draw(rng, users, self._keys, n_items, self._weights)
             items = np.concatenate([self._items[chosen, None], negatives], 1).ravel()
-            rows = self.user_features[np.repeat(users, size)] + self.item_features[items]
+            distinct, item_of_row = np.unique(items, return_inverse=True)
+            batch = PairBatch(
+                self.user_features[users], self.item_features[distinct],
+                np.repeat(np.arange(len(chosen)), size), item_of_row, self.user_columns, device,
+            )  # fmt: skip
             labels = torch.from_numpy(np.tile(self.group_labels, len(chosen))).to(device)
-            yield SparseBatch(sp.csr_matrix(rows, dtype=np.float32), device), labels
+            yield batch, labels
 
 
 @torch.no_grad()
