@@ -75,6 +75,14 @@ def bpr(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.softplus(groups[:, 1:] - groups[:, :1]).mean(1)
 
 
+@group_loss
+def softmax(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sampled softmax: per group, the cross-entropy of the positive among the group's
+    rows, log(sum_j exp(y_hat_j)) - y_hat_pos (uniform negatives need no correction)."""
+    groups = scores.view(-1, group_size(labels))
+    return torch.logsumexp(groups, 1) - groups[:, 0]
+
+
 def group_size(labels: torch.Tensor) -> int:
     """Rows per group of a batch laid out as [positive, negatives...] per group."""
     positives = int((labels > 0).sum())

@@ -17,7 +17,7 @@ from fmadv.data.features import frame_to_dataset
 from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.estimators import FMClassifier, FMEstimator, FMRanker
-from fmadv.losses import bpr, loss_direction
+from fmadv.losses import GROUP_LOSSES, bpr, loss_direction, softmax
 from fmadv.metrics.ranking import ndcg_at_k
 from fmadv.recommend.baselines import Popularity
 from fmadv.recommend.fm import FMRecommender
@@ -96,16 +96,28 @@ def test_bpr_is_the_mean_softplus_of_score_gaps():
         bpr(scores, torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, -1.0]))
 
 
+def test_softmax_is_the_cross_entropy_of_the_positive_in_its_group():
+    scores = torch.tensor([2.0, 0.5, 1.0, -1.0, 0.0, 3.0])
+    labels = torch.tensor([1.0, -1.0, -1.0, 1.0, -1.0, -1.0])
+    expected = torch.nn.functional.cross_entropy(
+        scores.view(2, 3), torch.zeros(2).long(), reduction="none"
+    )
+    torch.testing.assert_close(softmax(scores, labels), expected)
+
+
+@pytest.mark.parametrize("loss_fn", list(GROUP_LOSSES.values()), ids=list(GROUP_LOSSES))
 @pytest.mark.parametrize("attack", [FGSM(0.05), L2Step(0.3)], ids=lambda a: a.name)
-def test_the_closed_form_attack_is_exact_on_the_group_loss(attack):
+def test_the_closed_form_attack_is_exact_on_the_group_loss(attack, loss_fn):
     """Each row of a group moves on its own: the FM's closed form equals the generic
     attack on dense rows of the group loss."""
     model = random_fm(40, 4, seed=5, scale=0.4).double()
     batch = SparseBatch(random_rows(30, 40, active=4, seed=5), dtype=torch.float64)
     labels = torch.tensor([1.0, -1.0, -1.0] * 10, dtype=torch.float64)
-    rho = loss_direction(model(batch), labels, bpr)
+    rho = loss_direction(model(batch), labels, loss_fn)
     exact = model.exact_attack_scores(batch, rho, attack.single_step())
-    x_adv = attack.perturb(batch.to_dense(), lambda rows: bpr(model.forward_dense(rows), labels))
+    x_adv = attack.perturb(
+        batch.to_dense(), lambda rows: loss_fn(model.forward_dense(rows), labels)
+    )
     torch.testing.assert_close(exact, model.forward_dense(x_adv), rtol=1e-10, atol=1e-10)
 
 

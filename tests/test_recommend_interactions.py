@@ -20,6 +20,13 @@ def test_catalogue_fields_and_matrices():
     # User part + item part = the full row, for every training row.
     full = inter.user_features[rows] + inter.item_features[cols]
     assert (full != train.X).nnz == 0
+    # The user's columns: every value of the user's fields, held or not.
+    fmap = inter.feature_map
+    expected = [fmap.index(name, value) for name in inter.user_fields
+                for value in fmap.field(name).categories]  # fmt: skip
+    assert inter.user_columns.tolist() == sorted(expected)
+    assert np.isin(inter.user_features.indices, inter.user_columns).all()
+    assert not np.isin(inter.item_features.indices, inter.user_columns).any()
 
 
 def test_unknown_ids_are_named():

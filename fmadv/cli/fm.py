@@ -181,10 +181,10 @@ def train(
     ] = FM["init_std"],
     loss: Annotated[
         Loss | None,
-        typer.Option(help=f"Training loss (bpr: ranking only). {by_task('loss')}"),
+        typer.Option(help=f"Training loss (bpr, softmax: ranking only). {by_task('loss')}"),
     ] = None,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = FM["optimizer"],
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = FM["lr"],
+    lr: Annotated[float | None, typer.Option(help=f"Learning rate. {by_task('lr')}")] = None,
     epochs: Annotated[
         int | None, typer.Option(help=f"Maximum number of epochs. {by_task('epochs')}")
     ] = None,

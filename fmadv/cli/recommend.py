@@ -122,11 +122,16 @@ def compare_topk_command(
         typer.Option(
             "--eps-grid",
             "--alphas",
-            help="FGSM budgets for the stability of the FMs' lists (comma-separated).",
+            help="FGSM budgets of the profile attack on the FMs' lists (comma-separated): "
+            "each user's features move once, against the user's own top k.",
         ),
     ] = number_text(COMPARE["eps_grid"]),
     support: Annotated[
-        Support, typer.Option(help="Features the stability attack moves.")
+        Support,
+        typer.Option(
+            help="What the profile attack moves: every feature of the user's fields (all), "
+            "or only those the user has (active)."
+        ),
     ] = COMPARE["support"],
     stability_users: Annotated[
         int, typer.Option(help="Users whose lists are attacked for the stability figure.")

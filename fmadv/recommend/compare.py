@@ -87,7 +87,8 @@ def compare_topk(
         FM blog compares; the judge puts all lists on one scale.
     attacks
         Label -> attack for the stability figures of the FMs: the overlap of each list
-        with the list recommended after the attack (none: no stability figure).
+        with the list recommended after the attack on the user's profile (see
+        :class:`~fmadv.recommend.fm.AttackedFMRecommender`; none: no stability figure).
     stability_users
         Number of users (the first ones evaluated) whose lists are attacked.
     users
