@@ -29,7 +29,9 @@ class FMRanker(FMEstimator):
 
     Each epoch visits every positive (user, item) pair of the training interactions
     once, each with ``n_negatives`` items drawn afresh from the catalogue (never one the
-    user liked), and minimises a group loss (BPR) or a margin loss over those rows. The
+    user liked), and minimises a group loss (BPR, sampled softmax) or a margin loss over
+    those rows. An adversary of the ranker is the user: it moves the user's features
+    once for the positive and all of its negatives. The
     epoch kept is the one with the best validation NDCG@``eval_k``. User and item side
     features enter the rows, so a user or item unseen in training still gets scores
     from its features. Scores, model files, adversarial training and gradient noise are
@@ -50,8 +52,9 @@ class FMRanker(FMEstimator):
         List length of the validation NDCG that picks the epoch, and of the reported
         ranking metrics.
     loss
-        ``"bpr"`` (pairwise, over each positive's negatives) or a margin loss
-        (``"logistic"``, ``"hinge"``, ``"squared"``) on +1 / -1 rows.
+        A group loss over each positive and its negatives (``"bpr"``, pairwise;
+        ``"softmax"``, the sampled softmax) or a margin loss (``"logistic"``,
+        ``"hinge"``, ``"squared"``) on +1 / -1 rows.
     batch_size
         Positives per batch (each with its negatives).
     The others
