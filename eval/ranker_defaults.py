@@ -2,10 +2,12 @@
 
     python eval/ranker_defaults.py --data-dir ../shared/data
 
-MovieLens-100K fold u1 (user and item only), seed 0. Each candidate changes the
-defaults of :class:`~fmadv.estimators.ranker.FMRanker` in one or two places; the epoch
-and the comparison both read the validation split carved from training. The test split
-is not read.
+MovieLens-100K fold u1 (user and item only), seed 0. Each candidate changes a base
+setting of :class:`~fmadv.estimators.ranker.FMRanker` in one or two places (the base:
+logistic loss, 8 uniform negatives, 64 factors, L2 1e-2, Adam at lr 0.01 for up to 50
+epochs); the epoch and the comparison both read the validation split carved from
+training. The test split is not read. The winner, lr 0.005 for up to 80 epochs, is
+the ranker's default.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from fmadv.data import load_dataset
 from fmadv.data.interactions import Interactions
 from fmadv.estimators import FMRanker
 
+BASE = {"lr": 0.01, "epochs": 50}
 CANDIDATES = {
-    "defaults (logistic, 8 negatives)": {},
+    "base (logistic, 8 negatives)": {},
     "bpr, 4 negatives": {"loss": "bpr", "n_negatives": 4},
     "bpr, 8 negatives": {"loss": "bpr"},
     "logistic, 4 negatives": {"n_negatives": 4},
@@ -69,7 +72,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for label, changes in chosen.items():
         started = time.process_time()
-        ranker = FMRanker(**changes, random_state=0).fit(interactions, valid=splits.valid)
+        ranker = FMRanker(**(BASE | changes), random_state=0).fit(interactions, valid=splits.valid)
         history = ranker.history_
         seconds = time.process_time() - started
         print(f"| {label} | {history.best_value:.4f} | {history.best_epoch} | {seconds:.0f} |")

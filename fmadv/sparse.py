@@ -37,7 +37,21 @@ def _csr_tensor(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype)
     )
 
 
-class SparseBatch:
+class _Rows:
+    """What every batch of rows says about its size."""
+
+    shape: tuple[int, int]
+
+    @property
+    def n_rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.shape[1]
+
+
+class SparseBatch(_Rows):
     """Rows of a sparse feature matrix, ready for the FM's sparse products.
 
     Parameters
@@ -113,14 +127,6 @@ class SparseBatch:
         return _csr_tensor(matrix, self.device, self.dtype)
 
     @property
-    def n_rows(self) -> int:
-        return self.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.shape[1]
-
-    @property
     def csr(self) -> sp.csr_matrix:
         """The rows as the canonical scipy CSR matrix they were built from."""
         return self._csr
@@ -164,7 +170,7 @@ def sparse_product(rows: torch.Tensor, rows_t: torch.Tensor, dense: torch.Tensor
     return _SparseProduct.apply(rows, rows_t, dense)
 
 
-class PairBatch:
+class PairBatch(_Rows):
     """Rows x = x_u + x_i of (user, item) pairs, kept as their two sides.
 
     A ranking batch scores each user against several items: its rows repeat the same
@@ -208,14 +214,6 @@ class PairBatch:
         self.user_columns = torch.as_tensor(np.asarray(user_columns, dtype=np.int64)).to(device)
         self.is_binary = self.users.is_binary and self.items.is_binary
         self.shape = (len(self.user_of_row), self.users.n_features)
-
-    @property
-    def n_rows(self) -> int:
-        return self.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.shape[1]
 
     @property
     def n_users(self) -> int:

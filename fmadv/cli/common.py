@@ -23,6 +23,7 @@ from fmadv.losses import GROUP_LOSSES, MARGIN_LOSSES
 from fmadv.models.fm_attack import PRECISIONS
 from fmadv.runs.folder import RunInterrupted
 from fmadv.runs.progress import console
+from fmadv.training.device import THREADS_ENV, use_threads
 from fmadv.training.loop import MONITORS, OPTIMIZERS
 from fmadv.training.regularizers import NOISE_ROWS
 
@@ -79,6 +80,37 @@ def user_errors(command):
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
 
+    return wrapper
+
+
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        envvar=THREADS_ENV,
+        min=1,
+        help="CPU threads of the run; default: the CPUs this process may use (its affinity, "
+        "capped by a container's CPU quota).",
+        show_default=False,
+    ),
+]
+
+
+def threaded(command):
+    """A command that computes: ``--threads`` (or ``$FMADV_THREADS``) sets torch's CPU
+    threads before it runs. The option is added to the command's signature here, so
+    every such command has it under one name and help."""
+    signature = inspect.signature(command)
+    option = inspect.Parameter(
+        "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Threads
+    )
+
+    @functools.wraps(command)
+    def wrapper(*args, threads: int | None = None, **kwargs):
+        use_threads(threads)
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), option])
+    wrapper.__annotations__ = {**command.__annotations__, "threads": Threads}
     return wrapper
 
 

@@ -37,6 +37,7 @@ from fmadv.cli.common import (
     number_list,
     number_text,
     resumable,
+    threaded,
     user_errors,
 )
 from fmadv.errors import ConfigError
@@ -91,6 +92,7 @@ ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safete
 @app.command()
 @user_errors
 @resumable
+@threaded
 def train(
     task: Annotated[
         Task,
@@ -289,6 +291,7 @@ def train(
 
 @app.command()
 @user_errors
+@threaded
 def evaluate(
     model_path: ModelPath,
     input_file: Annotated[
@@ -313,6 +316,7 @@ def evaluate(
 
 @app.command()
 @user_errors
+@threaded
 def predict(
     model_path: ModelPath,
     input_file: Annotated[
@@ -338,6 +342,7 @@ def predict(
 
 @app.command()
 @user_errors
+@threaded
 def robustness(
     model_path: ModelPath,
     eps: Annotated[

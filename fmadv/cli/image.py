@@ -31,6 +31,7 @@ from fmadv.cli.common import (
     metrics_table,
     number_list,
     resumable,
+    threaded,
     user_errors,
 )
 from fmadv.estimators.image import IMAGE_LOOP, METHODS, ImageTrainConfig, image_loop
@@ -60,6 +61,7 @@ ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="An image model
 @image_app.command("train")
 @user_errors
 @resumable
+@threaded
 def image_train(
     model: Annotated[ImageModelName, typer.Option(help="Network.")] = IMAGE.model,
     dataset: Annotated[ImageDataset, typer.Option(help="Image dataset.")] = SPEC.dataset,
@@ -149,6 +151,7 @@ def image_train(
 
 @image_app.command("evaluate")
 @user_errors
+@threaded
 def image_evaluate(
     model_path: ModelPath,
     attacks: Annotated[str, typer.Option(help=ATTACKS_HELP)] = ",".join(EVALUATION_ATTACKS),
@@ -184,6 +187,7 @@ def image_evaluate(
 
 @image_app.command("curve")
 @user_errors
+@threaded
 def image_curve_command(
     model_path: ModelPath,
     attacks: Annotated[str, typer.Option(help=ATTACKS_HELP)] = ",".join(CURVE_ATTACKS),

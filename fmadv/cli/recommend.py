@@ -19,6 +19,7 @@ from fmadv.cli.common import (
     defaults_of,
     number_list,
     number_text,
+    threaded,
     user_errors,
 )
 from fmadv.errors import ConfigError
@@ -57,6 +58,7 @@ def _spaced(columns) -> dict[str, str]:
 
 @app.command()
 @user_errors
+@threaded
 def recommend(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")],
     users: Annotated[
@@ -101,6 +103,7 @@ def recommend(
 
 @app.command("compare-topk")
 @user_errors
+@threaded
 def compare_topk_command(
     models: Annotated[
         list[str],

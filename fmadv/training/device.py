@@ -1,6 +1,11 @@
-"""Device selection: CUDA when there is a GPU, the CPU otherwise, the same code."""
+"""Device selection (CUDA when there is a GPU, the CPU otherwise, the same code) and the
+CPU threads a run uses."""
 
 from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -20,3 +25,48 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {name!r}; expected auto, cpu or cuda")
     return device
+
+
+#: Environment variable that sets the CPU threads of the commands and benchmarks.
+THREADS_ENV = "FMADV_THREADS"
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity set, capped by a cgroup (v2) CPU
+    quota, which a container on a large machine often has and torch does not read."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def default_threads() -> int:
+    """``$FMADV_THREADS`` when set, else :func:`available_cpus`."""
+    text = os.environ.get(THREADS_ENV)
+    if text is None:
+        return available_cpus()
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ConfigError(f"{THREADS_ENV} must be a whole number >= 1, got {text!r}")
+    return threads
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads (intra-op) to ``threads``, default :func:`default_threads`;
+    returns the number set. torch's own default is the machine's cores, which on a
+    shared machine or in a container multiplies the CPU time a run costs."""
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+    return threads
