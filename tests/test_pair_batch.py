@@ -59,6 +59,13 @@ def test_the_two_sides_score_and_penalise_as_the_rows_do():
         x, forward = model.dense_view(batch)
         assert x.shape == (batch.n_users, len(USER_COLUMNS))
         torch.testing.assert_close(forward(x), model.forward_dense(rows.to_dense()))
+        # Rows in any order (not consecutive per user) score the same way.
+        order = np.random.default_rng(0).permutation(batch.n_rows)
+        shuffled = PairBatch(
+            batch.users.csr, batch.items.csr, batch.user_of_row.numpy()[order],
+            batch.item_of_row.numpy()[order], USER_COLUMNS, dtype=torch.float64,
+        )  # fmt: skip
+        torch.testing.assert_close(model(shuffled), model(rows)[order])
 
 
 def test_the_two_sides_give_the_gradients_of_the_rows():

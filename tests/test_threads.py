@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+import typer.main
 from typer.testing import CliRunner
 
 from fmadv.cli import app
@@ -29,6 +30,12 @@ def test_every_computing_command_takes_threads(command):
     result = CliRunner().invoke(app, [*command.split(), "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "--threads" in result.output
+    # Adding the option keeps every other option as declared (names, help).
+    click_command = typer.main.get_command(app)
+    for name in command.split():
+        click_command = click_command.commands[name]
+    options = [p for p in click_command.params if p.param_type_name == "option"]
+    assert all(option.help for option in options), [o.name for o in options if not o.help]
 
 
 def test_threads_are_set_before_the_command_runs(tmp_path, monkeypatch):

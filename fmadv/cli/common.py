@@ -99,7 +99,7 @@ def threaded(command):
     """A command that computes: ``--threads`` (or ``$FMADV_THREADS``) sets torch's CPU
     threads before it runs. The option is added to the command's signature here, so
     every such command has it under one name and help."""
-    signature = inspect.signature(command)
+    signature = inspect.signature(command, eval_str=True)  # typer reads the objects
     option = inspect.Parameter(
         "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Threads
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_expit
-from scipy.stats import rankdata
+
+from fmadv.metrics.ranking import rowwise_auc
 
 
 def accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -14,13 +14,9 @@ def accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN with one class."""
-    positive = labels > 0
-    n_pos = int(positive.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    scores = np.asarray(scores, dtype=np.float64)[None]
+    positive = (np.asarray(labels) > 0)[None]
+    return float(rowwise_auc(scores, positive, np.ones_like(positive))[0])
 
 
 def hinge_loss(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -30,7 +26,7 @@ def hinge_loss(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
     """Mean logistic loss of sigmoid(y_hat) as the probability of +1."""
-    return float(-np.mean(log_expit(labels * scores)))
+    return float(np.mean(np.logaddexp(0.0, -labels * scores)))
 
 
 def classification_report(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -311,11 +311,11 @@ def auc_per_user(
         if excl is not None:
             kept &= excl[start:stop].toarray() == 0
         positive = (rel[start:stop].toarray() != 0) & kept
-        out[start:stop] = _block_auc(scores[start:stop].astype(np.float64), positive, kept)
+        out[start:stop] = rowwise_auc(scores[start:stop].astype(np.float64), positive, kept)
     return out
 
 
-def _block_auc(scores: np.ndarray, positive: np.ndarray, kept: np.ndarray) -> np.ndarray:
+def rowwise_auc(scores: np.ndarray, positive: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """Row-wise Mann-Whitney AUC of the kept cells, positives against the rest.
 
     The same average ranks scipy.stats.rankdata gives, computed on all rows at once from
