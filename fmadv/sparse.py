@@ -214,6 +214,8 @@ class PairBatch(_Rows):
         self.user_columns = torch.as_tensor(np.asarray(user_columns, dtype=np.int64)).to(device)
         self.is_binary = self.users.is_binary and self.items.is_binary
         self.shape = (len(self.user_of_row), self.users.n_features)
+        if not np.isin(self.users.csr.indices, np.asarray(user_columns)).all():
+            raise ValueError("a user row holds a feature outside user_columns")
 
     @property
     def n_users(self) -> int:
@@ -226,7 +228,8 @@ class PairBatch(_Rows):
         return self.users.csr[:, self.user_columns.cpu().numpy()]
 
     def to_rows(self) -> SparseBatch:
-        """The rows x_u + x_i as one :class:`SparseBatch`: for references and tests."""
+        """The rows x_u + x_i as one :class:`SparseBatch`: for an attack that moves each
+        row on its own (APR), and for references."""
         user_of_row = self.user_of_row.cpu().numpy()
         item_of_row = self.item_of_row.cpu().numpy()
         rows = self.users.csr[user_of_row] + self.items.csr[item_of_row]

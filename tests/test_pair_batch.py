@@ -140,6 +140,14 @@ def test_a_generic_attack_runs_on_the_users_features():
     assert bpr(attacked, labels).sum() > clean.sum()
 
 
+def test_user_rows_must_lie_in_the_users_columns():
+    users = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, N_FEATURES))
+    items = sp.csr_matrix(([1.0], ([0], [10])), shape=(1, N_FEATURES))
+    PairBatch(users, items, [0], [0], USER_COLUMNS)
+    with pytest.raises(ValueError, match="user_columns"):
+        PairBatch(users, items, [0], [0], USER_COLUMNS[1:])
+
+
 def test_a_shard_keeps_each_users_rows_together():
     batch, labels = pair_batch(seed=9, n_users=5), group_labels(5)
     model = random_fm(N_FEATURES, 4, seed=9).double()

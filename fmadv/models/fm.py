@@ -111,8 +111,8 @@ class FactorizationMachine(Attackable, nn.Module):
         if not isinstance(batch, PairBatch):
             return batch.to_dense(), self.forward_dense
         users = torch.from_numpy(batch.user_block.toarray()).to(batch.device, batch.dtype)
-        own = self.side_table()[batch.user_columns]
-        items = self.side_sums(batch.items, self.side_table())
+        table = self.side_table()
+        own, items = table[batch.user_columns], self.side_sums(batch.items, table)
 
         def scores(x: torch.Tensor) -> torch.Tensor:
             user_sums = torch.cat([x @ own[:, :-1], x.square() @ own[:, -1:]], 1)
