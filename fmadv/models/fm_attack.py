@@ -19,6 +19,12 @@ with the norm over the supported coordinates before clipping), over all or only 
 active features, and the L2 step on the active embeddings (APR), which costs O(m k) per
 row and goes through autograd on the gathered embeddings. Any other threat model has no
 closed form here and the attack core runs it on dense rows.
+
+On a ranking batch (:class:`~fmadv.sparse.PairBatch`) the attacker is the user: one
+step of the user's features serves all of the user's rows. The tiles then run over the
+user's columns only, one row per user, with the direction [c, a] = [sum_r slope_r,
+sum_r slope_r s_r] of the user's summed loss in place of [rho, rho * s]; the item
+sides stay clean and the scores follow from the two sides' sums.
 """
 
 from __future__ import annotations
