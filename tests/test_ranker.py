@@ -196,6 +196,13 @@ def test_train_a_ranker_from_the_command_line(tmp_path):
     assert type(loaded) is FMRanker and loaded.n_factors == 8 and loaded.loss == "logistic"
     result = runner.invoke(app, ["recommend", str(out), "--users", "1,2", "-k", "3"])
     assert result.exit_code == 0, result.output
+    # A group loss and adversarial training on the user's features, from the command.
+    adversarial = tmp_path / "adversarial"
+    options = ["--loss", "softmax", "--beta", "0.5", "--eps", "0.01", "--lr", "0.02"]
+    result = runner.invoke(app, [*args, *options, "--out", str(adversarial)])
+    assert result.exit_code == 0, result.output
+    loaded = FMEstimator.load(adversarial)
+    assert (loaded.loss, loaded.beta, loaded.eps, loaded.lr) == ("softmax", 0.5, 0.01, 0.02)
 
 
 @pytest.mark.parametrize(
@@ -203,6 +210,7 @@ def test_train_a_ranker_from_the_command_line(tmp_path):
     [
         (["--n-negatives", "4"], "--n-negatives: not an option of --task classification"),
         (["--loss", "bpr"], "the classifier trains with"),
+        (["--loss", "softmax"], "the classifier trains with"),
     ],
 )
 def test_ranking_options_are_refused_for_classification(tmp_path, args, fragment):
