@@ -136,6 +136,22 @@ class SparseBatch(_Rows):
         """Feature index of every stored entry, row by row."""
         return self.rows.col_indices()
 
+    @functools.cached_property
+    def touched(self) -> torch.Tensor:
+        """Sorted feature indices that some row of the batch holds."""
+        return torch.from_numpy(np.unique(self._csr.indices).astype(np.int64)).to(self.device)
+
+    @functools.cached_property
+    def local(self) -> SparseBatch:
+        """The rows over :attr:`touched` only (column j is feature ``touched[j]``): the
+        products of a step that updates only the rows the batch uses."""
+        csr = self._csr
+        _, columns = np.unique(csr.indices, return_inverse=True)
+        shape = (csr.shape[0], len(self.touched))
+        return SparseBatch(
+            sp.csr_matrix((csr.data, columns.ravel(), csr.indptr), shape), self.device, self.dtype
+        )
+
     def with_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CSR tensors (rows, transpose) with this batch's pattern and other entry values."""
         rows = csr_tensor(self.rows.crow_indices(), self.rows.col_indices(), values, self.shape)
@@ -249,3 +265,23 @@ class PairBatch(_Rows):
             self.device, self.dtype,
         )  # fmt: skip
         return local, torch.from_numpy(kept_rows).to(self.device)
+
+
+class _GatherRows(torch.autograd.Function):
+    """``table[index]`` whose gradient for ``table`` is a sparse COO tensor: only the
+    gathered rows, as an embedding with ``sparse=True`` gives."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor):
+        ctx.index, ctx.shape = index, table.shape
+        return table.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        rows = torch.sparse_coo_tensor(ctx.index[None], grad, ctx.shape, check_invariants=False)
+        return rows._coalesced_(True), None
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` (sorted, distinct) of ``table``, with a sparse gradient."""
+    return _GatherRows.apply(table, index)

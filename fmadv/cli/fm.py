@@ -250,6 +250,13 @@ def train(
         typer.Option(help="Type of the attack's mask product (bfloat16: GPU tensor cores)."),
     ] = FM["attack_precision"],
     device: TrainDevice = FM["device"],
+    sparse_updates: Annotated[
+        bool,
+        typer.Option(
+            help="Update only the embedding rows each batch uses (lazy Adam; plain "
+            "training): a step costs what the batch holds, not what the model holds."
+        ),
+    ] = FM["sparse_updates"],
     allow_real_valued: Annotated[
         bool, typer.Option(help="Accept feature values other than 0/1.")
     ] = FM["allow_real_valued"],

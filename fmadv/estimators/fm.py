@@ -111,6 +111,13 @@ class FMEstimator(Estimator):
         self.config(FMPenalty)
         self.objective()
         self.hooks()
+        if self.sparse_updates and not self.adversarial_config().is_plain:
+            raise ConfigError(
+                "sparse updates train plain FMs: the attack's step reads every feature's "
+                "row, so adversarial training updates them all"
+            )
+        if self.sparse_updates and self.grad_noise > 0 and self.grad_noise_rows == "all":
+            raise ConfigError("with sparse updates gradient noise goes to the touched rows only")
 
     def describe(self) -> str:
         """A short name of the training method: plain, adversarial, gradient noise."""
@@ -249,6 +256,10 @@ class FMClassifier(FMEstimator):
     loss, optimizer, lr, epochs, batch_size, patience, monitor, momentum, weight_decay,
     device
         The fit loop's settings (see :class:`~fmadv.training.loop.TrainConfig`).
+    sparse_updates
+        Gradients and optimizer steps only on the rows of the features each batch
+        uses (Adam becomes lazy; Adagrad and SGD take the dense step): per-step cost in
+        the batch, not in the number of features. Plain training only.
     reg_bias, reg_linear, reg_factors
         L2 on the bias and on the active rows (see :class:`~fmadv.training.fm.FMPenalty`).
     beta, eps, attack, support, adversarial_only, attack_precision
@@ -282,6 +293,7 @@ class FMClassifier(FMEstimator):
         momentum: float = default(TrainConfig, "momentum"),
         weight_decay: float = default(TrainConfig, "weight_decay"),
         device: str = default(TrainConfig, "device"),
+        sparse_updates: bool = default(TrainConfig, "sparse_updates"),
         beta: float = default(AdversarialConfig, "beta"),
         eps: float = default(AdversarialConfig, "eps"),
         attack: str = default(AdversarialConfig, "attack"),

@@ -84,6 +84,7 @@ class FMRanker(FMEstimator):
         momentum: float = default(TrainConfig, "momentum"),
         weight_decay: float = default(TrainConfig, "weight_decay"),
         device: str = default(TrainConfig, "device"),
+        sparse_updates: bool = default(TrainConfig, "sparse_updates"),
         beta: float = default(AdversarialConfig, "beta"),
         eps: float = default(AdversarialConfig, "eps"),
         attack: str = default(AdversarialConfig, "attack"),

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from fmadv.models.fm_attack import exact_scores
-from fmadv.sparse import PairBatch, SparseBatch, sparse_product
+from fmadv.sparse import PairBatch, SparseBatch, gather_rows, sparse_product
 from fmadv.threat import Attackable, ThreatModel
 
 
@@ -56,22 +56,39 @@ class FactorizationMachine(Attackable, nn.Module):
             torch.randn(n_features, n_factors, generator=generator) * init_std
         )
 
+    #: Gradients only for the rows a batch uses (sparse COO tensors, for optimizers that
+    #: update only those rows); the training loop sets it for a run with sparse updates.
+    sparse_gradients: bool = False
+
     def forward(self, batch: SparseBatch | PairBatch) -> torch.Tensor:
         """Scores y_hat of the rows of a sparse batch, shape (batch,)."""
         self._check_width(batch.n_features)
-        table = self.side_table()
+        table = None if self.sparse_gradients else self.side_table()
         if isinstance(batch, PairBatch):
-            users, items = self.side_sums(batch.users, table), self.side_sums(batch.items, table)
+            users, items = self._sums_of(batch.users, table), self._sums_of(batch.items, table)
             return self.pair_scores(users, items, batch)
-        return self.scores_from_sums(self.side_sums(batch, table))
+        return self.scores_from_sums(self._sums_of(batch, table))
+
+    def _sums_of(self, batch: SparseBatch, table: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`side_sums` from the whole table, or (sparse gradients) from the rows of
+        the features the batch touches."""
+        if table is None:
+            return self.side_sums(batch.local, self.side_table(batch.touched))
+        return self.side_sums(batch, table)
 
     # -- the score from per-row sums -----------------------------------------------------
     # A row's score needs three sums over its features: s = x V, <w, x> and (x^2)(V^2),
     # kept side by side as one (rows x (k + 2)) tensor [s, <w, x>, (x^2)(V^2)].
-    def side_table(self) -> torch.Tensor:
-        """[V, w, ||V_j||^2] per feature: one sparse product with it gives the sums."""
-        V = self.factors
-        return torch.cat([V, self.linear[:, None], V.square().sum(1, keepdim=True)], 1)
+    def side_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """[V, w, ||V_j||^2] per feature (or for the features ``rows`` only, with sparse
+        gradients): one sparse product with it gives the sums."""
+        V, w = self._parameter_rows(rows)
+        return torch.cat([V, w[:, None], V.square().sum(1, keepdim=True)], 1)
+
+    def _parameter_rows(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if rows is None:
+            return self.factors, self.linear
+        return gather_rows(self.factors, rows), gather_rows(self.linear, rows)
 
     def side_sums(self, batch: SparseBatch, table: torch.Tensor) -> torch.Tensor:
         """[x V, <w, x>, (x^2)(V^2)] of every row of ``batch``."""
@@ -181,19 +198,22 @@ class FactorizationMachine(Attackable, nn.Module):
         """
         if reg_linear == 0 and reg_factors == 0:
             return self.bias.new_zeros(())
-        per_feature = reg_linear * self.linear.square() + reg_factors * self.factors.square().sum(1)
         if isinstance(batch, PairBatch):
-            users = _weighted_sums(batch.users, per_feature)[batch.user_of_row]
-            return (users + _weighted_sums(batch.items, per_feature)[batch.item_of_row]).mean()
-        return _weighted_sums(batch, per_feature).mean()
+            users = self._row_penalties(batch.users, reg_linear, reg_factors)
+            items = self._row_penalties(batch.items, reg_linear, reg_factors)
+            return (users[batch.user_of_row] + items[batch.item_of_row]).mean()
+        return self._row_penalties(batch, reg_linear, reg_factors).mean()
+
+    def _row_penalties(self, batch: SparseBatch, reg_linear, reg_factors) -> torch.Tensor:
+        """sum_j x_j^2 (reg_linear w_j^2 + reg_factors ||V_j||^2) for every row."""
+        rows = batch.touched if self.sparse_gradients else None
+        V, w = self._parameter_rows(rows)
+        per_feature = reg_linear * w.square() + reg_factors * V.square().sum(1)
+        pattern = batch.local if self.sparse_gradients else batch
+        return sparse_product(pattern.squared, pattern.squared_t, per_feature[:, None])[:, 0]
 
     def _check_width(self, width: int) -> None:
         if width != self.n_features:
             raise ValueError(
                 f"rows have {width} features but the model was built for {self.n_features}"
             )
-
-
-def _weighted_sums(batch: SparseBatch, per_feature: torch.Tensor) -> torch.Tensor:
-    """sum_j x_j^2 * per_feature_j for every row."""
-    return sparse_product(batch.squared, batch.squared_t, per_feature[:, None])[:, 0]

@@ -64,7 +64,12 @@ class Distributed:
         for param in model.parameters():
             if param.grad is None:  # every process must join every all-reduce
                 param.grad = torch.zeros_like(param)
+            sparse = param.grad.is_sparse
+            if sparse:  # each process touched other rows: sum them dense
+                param.grad = param.grad.to_dense()
             dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            if sparse:  # back to the rows some process touched
+                param.grad = param.grad.to_sparse(1)
 
     def sum(self, value: float) -> float:
         if not self.enabled:

@@ -35,8 +35,8 @@ from fmadv.training.callbacks import (
 )
 from fmadv.training.device import resolve_device
 from fmadv.training.distributed import Distributed
+from fmadv.training.optimizers import OPTIMIZERS, check_sparse, make_optimizer
 
-OPTIMIZERS = ("adam", "adagrad", "sgd")
 # Metric name -> True when larger is better.
 MONITORS = {"auc": True, "accuracy": True, "hinge": False, "log_loss": False, "ndcg": True}
 
@@ -56,6 +56,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    # Gradients and optimizer steps only on the embedding rows each batch uses (the FM).
+    sparse_updates: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value outside its valid range."""
@@ -70,6 +72,7 @@ class TrainConfig:
         positive("lr", self.lr)
         nonnegative("momentum", self.momentum)
         nonnegative("weight_decay", self.weight_decay)
+        check_sparse(self.sparse_updates, self.momentum, self.weight_decay)
 
 
 class Objective(Protocol):
@@ -92,15 +95,6 @@ class StepHook(Protocol):
     """Called after ``backward`` and before ``optimizer.step``; ``step`` counts from 0."""
 
     def __call__(self, model: nn.Module, step: int) -> None: ...
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params, decay = model.parameters(), config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=decay)
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
 
 
 BatchSource = Callable[[np.random.Generator, torch.device], Iterable[tuple[Any, torch.Tensor]]]
@@ -174,7 +168,15 @@ def start_state(model: nn.Module, config: TrainConfig) -> TrainState:
     model.to(device)
     group = Distributed.from_environment(device)
     rng = np.random.default_rng(config.seed)
-    return TrainState(model, make_optimizer(model, config), rng, group, device)
+    if config.sparse_updates:
+        if not hasattr(model, "sparse_gradients"):
+            raise ConfigError(f"{type(model).__name__} has no sparse updates")
+        model.sparse_gradients = True
+    optimizer = make_optimizer(
+        model, config.optimizer, config.lr, config.momentum, config.weight_decay,
+        config.sparse_updates,
+    )  # fmt: skip
+    return TrainState(model, optimizer, rng, group, device)
 
 
 def run_epoch(
@@ -286,4 +288,6 @@ def fit_loop(
         state.group.barrier()  # the checkpoint is on disk before any process goes on
     for callback in run:
         callback.on_train_end(state)
+    if config.sparse_updates:
+        model.sparse_gradients = False  # the trained model scores as any other
     return state.history

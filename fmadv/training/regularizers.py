@@ -69,6 +69,17 @@ class GradientNoise:
             grad = param.grad
             if grad is None:
                 continue
+            if grad.is_sparse:  # sparse updates: the stored rows are the touched ones
+                grad = grad.coalesce()
+                values = grad.values()
+                noise = torch.randn(
+                    values.shape, generator=self._random.on(values.device), device=values.device
+                )
+                values = values + noise.to(values.dtype) * std
+                param.grad = torch.sparse_coo_tensor(
+                    grad.indices(), values, grad.shape, check_invariants=False
+                )
+                continue
             noise = torch.randn(
                 grad.shape, generator=self._random.on(grad.device), device=grad.device
             )
