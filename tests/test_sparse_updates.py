@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +15,7 @@ from fmadv.errors import ConfigError
 from fmadv.estimators import FMClassifier
 from fmadv.losses import hinge
 from fmadv.sparse import SparseBatch
-from fmadv.training.optimizers import LazyAdam
+from fmadv.training.optimizers import Adam
 from tests.fm_helpers import planted_problem, random_fm, random_rows
 from tests.test_pair_batch import group_labels, pair_batch
 
@@ -52,7 +55,7 @@ def test_lazy_adam_is_adam_on_rows_touched_at_every_step():
     results = []
     for kind in ("torch", "dense", "sparse"):
         param = torch.nn.Parameter(start.clone())
-        optimizer = (torch.optim.Adam if kind == "torch" else LazyAdam)([param], lr=0.1)
+        optimizer = (torch.optim.Adam if kind == "torch" else Adam)([param], lr=0.1)
         for grad in grads:
             param.grad = grad.to_sparse(1) if kind == "sparse" else grad.clone()
             optimizer.step()
@@ -63,7 +66,7 @@ def test_lazy_adam_is_adam_on_rows_touched_at_every_step():
 
 def test_lazy_adam_leaves_untouched_rows_and_their_moments_alone():
     param = torch.nn.Parameter(torch.ones(4, 2))
-    optimizer = LazyAdam([param], lr=0.1)
+    optimizer = Adam([param], lr=0.1)
     for _ in range(3):
         rows = torch.tensor([[1, 3]])
         param.grad = torch.sparse_coo_tensor(rows, torch.ones(2, 2), (4, 2), check_invariants=True)
@@ -116,3 +119,34 @@ def test_sparse_updates_from_the_command_line(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert FMClassifier.load(out).sparse_updates is True
+
+
+def test_the_default_adam_trains_the_fm_torchs_adam_trains_bit_for_bit(monkeypatch):
+    from fmadv.training import loop
+
+    X, y = planted_problem(n_rows=2000, seed=1)
+    options = {"n_factors": 8, "epochs": 3, "batch_size": 256, "random_state": 0}
+    ours = FMClassifier(**options).fit(X, y)
+    monkeypatch.setattr(
+        loop,
+        "make_optimizer",
+        lambda model, name, lr, momentum, decay, sparse: torch.optim.Adam(
+            model.parameters(), lr=lr, weight_decay=decay
+        ),
+    )
+    theirs = FMClassifier(**options).fit(X, y)
+    for a, b in zip(ours.model_.parameters(), theirs.model_.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_building_the_optimizer_imports_no_compiler_stack():
+    """torch's optimizer constructor imports torch._dynamo (about a second of start-up)."""
+    code = (
+        "import sys, torch\n"
+        "from fmadv.models.fm import FactorizationMachine\n"
+        "from fmadv.training.optimizers import make_optimizer\n"
+        "make_optimizer(FactorizationMachine(10, 2), 'adam', 0.01)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
