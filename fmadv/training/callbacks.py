@@ -28,6 +28,7 @@ from torch import nn
 from fmadv.errors import ModelFileError
 from fmadv.training.checkpoint import has_state, load_checkpoint, save_checkpoint
 from fmadv.training.distributed import Distributed
+from fmadv.training.optimizers import Optimizer
 
 
 @dataclass
@@ -44,7 +45,7 @@ class TrainState:
     """The model and everything else that changes as a run trains."""
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     rng: np.random.Generator  # decides the batch order of every epoch
     group: Distributed
     device: torch.device

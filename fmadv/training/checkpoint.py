@@ -16,11 +16,12 @@ import torch
 
 from fmadv.errors import ModelFileError
 from fmadv.io import load_tensors, save_tensors
+from fmadv.training.optimizers import Optimizer
 
 CHECKPOINT_FORMAT = "fmadv.checkpoint"
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def _flatten_optimizer(optimizer: Optimizer) -> tuple[dict, dict]:
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
@@ -32,7 +33,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+def _restore_optimizer(optimizer: Optimizer, tensors: dict, meta: dict) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -57,7 +58,7 @@ _OWN_PREFIXES = ("model.", "optimizer.", "hook.")
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     components: Sequence[object],
     rng_state: dict,
     progress: dict[str, Any],
@@ -85,7 +86,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     components: Sequence[object],
 ) -> tuple[dict[str, Any], dict]:
     """Restore model, optimizer and components in place; returns (progress, rng state)."""

@@ -113,6 +113,10 @@ class Adam(_Optimizer):
                 param[rows] = param[rows].addcdiv_(exp_avg, denom, value=-step_size)
 
 
+#: What the fit loop steps: fmadv's Adam or one of torch's optimizers.
+Optimizer = _Optimizer | torch.optim.Optimizer
+
+
 def make_optimizer(
     model: nn.Module,
     name: str,
@@ -120,7 +124,7 @@ def make_optimizer(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     sparse: bool = False,
-) -> torch.optim.Optimizer:
+) -> Optimizer:
     """The optimizer ``name`` over the model's parameters. Each takes sparse gradients
     too (``sparse``): Adam lazily, torch's Adagrad and SGD with their dense step."""
     if name not in OPTIMIZERS:
