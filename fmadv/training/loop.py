@@ -276,18 +276,20 @@ def fit_loop(
         if resume:
             saver.restore(state)
         run.append(saver)  # last, so that it saves what the others did to the epoch
-    for callback in run:
-        callback.on_train_begin(state)
-    while state.epoch < config.epochs and not state.stopped:
-        record = run_epoch(state, batches, update, evaluate, run)
-        state.epoch += 1
-        state.history.records.append(record)
+    try:
         for callback in run:
-            # No short cut: the callbacks after one that asks to stop still see the epoch.
-            state.stopped = bool(callback.on_epoch_end(state, record)) or state.stopped
-        state.group.barrier()  # the checkpoint is on disk before any process goes on
-    for callback in run:
-        callback.on_train_end(state)
-    if config.sparse_updates:
-        model.sparse_gradients = False  # the trained model scores as any other
+            callback.on_train_begin(state)
+        while state.epoch < config.epochs and not state.stopped:
+            record = run_epoch(state, batches, update, evaluate, run)
+            state.epoch += 1
+            state.history.records.append(record)
+            for callback in run:
+                # No short cut: the callbacks after one that asks to stop still see the epoch.
+                state.stopped = bool(callback.on_epoch_end(state, record)) or state.stopped
+            state.group.barrier()  # the checkpoint is on disk before any process goes on
+        for callback in run:
+            callback.on_train_end(state)
+    finally:
+        if config.sparse_updates:
+            model.sparse_gradients = False  # the model scores as any other, even if stopped
     return state.history
