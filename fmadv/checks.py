@@ -7,6 +7,7 @@ the setting, what it must be, and what was given.
 from __future__ import annotations
 
 import math
+import os
 from numbers import Integral, Real
 from typing import Any
 
@@ -19,6 +20,18 @@ def integer(name: str, value: Any, low: int = 0) -> int:
     if isinstance(value, bool) or not is_integral or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def env_integer(name: str, default: int, low: int = 1) -> int:
+    """The integer >= ``low`` in environment variable ``name`` (blank or unset:
+    ``default``)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return integer(name, int(text), low)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {text!r}") from None
 
 
 def nonnegative(name: str, value: Any) -> float:

@@ -137,20 +137,24 @@ class SparseBatch(_Rows):
         return self.rows.col_indices()
 
     @functools.cached_property
+    def _compact(self) -> tuple[torch.Tensor, SparseBatch]:
+        """(:attr:`touched`, :attr:`local`), from one pass over the entries."""
+        csr = self._csr
+        touched, columns = np.unique(csr.indices, return_inverse=True)
+        local = sp.csr_matrix((csr.data, columns.ravel(), csr.indptr), (csr.shape[0], len(touched)))
+        index = torch.from_numpy(touched.astype(np.int64)).to(self.device)
+        return index, SparseBatch(local, self.device, self.dtype)
+
+    @property
     def touched(self) -> torch.Tensor:
         """Sorted feature indices that some row of the batch holds."""
-        return torch.from_numpy(np.unique(self._csr.indices).astype(np.int64)).to(self.device)
+        return self._compact[0]
 
-    @functools.cached_property
+    @property
     def local(self) -> SparseBatch:
         """The rows over :attr:`touched` only (column j is feature ``touched[j]``): the
         products of a step that updates only the rows the batch uses."""
-        csr = self._csr
-        _, columns = np.unique(csr.indices, return_inverse=True)
-        shape = (csr.shape[0], len(self.touched))
-        return SparseBatch(
-            sp.csr_matrix((csr.data, columns.ravel(), csr.indptr), shape), self.device, self.dtype
-        )
+        return self._compact[1]
 
     def with_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CSR tensors (rows, transpose) with this batch's pattern and other entry values."""

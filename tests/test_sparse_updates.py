@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from typer.testing import CliRunner
 
@@ -163,3 +164,15 @@ def test_sparse_updates_on_movielens_match_the_dense_run(data_dir_with):
         model.fit_splits(splits)
         best[sparse] = model.history_.best_value
     assert best[True] > 0.74 and abs(best[True] - best[False]) < 0.01, best
+
+
+def test_gradient_noise_goes_to_the_touched_rows_of_sparse_gradients():
+    X, y = planted_problem(n_rows=1500, seed=6)
+    X = sp.hstack([X, sp.csr_matrix((X.shape[0], 10))], format="csr")  # 10 unused features
+    common = {"n_factors": 4, "epochs": 2, "batch_size": 256, "sparse_updates": True,
+              "random_state": 0}  # fmt: skip
+    clean = FMClassifier(**common).fit(X, y)
+    noisy = FMClassifier(**common, grad_noise=1e-2).fit(X, y)
+    moved = (noisy.model_.factors - clean.model_.factors).abs().sum(1) > 0
+    # A feature no row holds has no gradient, so no noise either: it keeps its start.
+    assert moved[:-10].any() and not moved[-10:].any()

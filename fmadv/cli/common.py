@@ -110,7 +110,6 @@ def threaded(command):
         return command(*args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), option])
-    wrapper.__annotations__ = {**command.__annotations__, "threads": Threads}
     return wrapper
 
 

@@ -114,9 +114,9 @@ class Interactions:
         """Sorted feature indices of the user's fields: what a user's profile can hold."""
         if self.feature_map is None:
             raise ConfigError("these interactions have no feature map")
-        fmap = self.feature_map
-        spans = [np.arange(fmap.n_features)[fmap.field_slice(name)] for name in self.user_fields]
-        return np.sort(np.concatenate(spans)) if spans else np.zeros(0, np.int64)
+        # The fields follow the map's order, so their spans come out sorted.
+        spans = [self.feature_map.field_slice(name) for name in self.user_fields]
+        return np.concatenate([np.arange(s.start, s.stop) for s in spans] or [np.zeros(0, int)])
 
     def _split_features(self, parts: list[Dataset]) -> None:
         X = sp.vstack([p.X for p in parts]).tocsr()

@@ -12,17 +12,16 @@ stray index such as ``999999999999:1`` would otherwise ask for terabytes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from fmadv.checks import integer
+from fmadv.checks import env_integer, integer
 from fmadv.data._io import read_bytes
 from fmadv.data.dataset import Dataset
 from fmadv.data.labels import binary_labels, label_signs
-from fmadv.errors import ConfigError, DataError
+from fmadv.errors import DataError
 from fmadv.io import atomic_write
 
 #: Environment variable that sets the feature budget of files without a stated width,
@@ -67,13 +66,7 @@ def max_features_budget(max_features: int | None = None) -> int:
     """
     if max_features is not None:
         return integer("max_features", max_features, 1)
-    text = os.environ.get(MAX_FEATURES_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_FEATURES
-    try:
-        return integer(MAX_FEATURES_ENV, int(text), 1)
-    except ValueError:
-        raise ConfigError(f"{MAX_FEATURES_ENV} must be an integer >= 1, got {text!r}") from None
+    return env_integer(MAX_FEATURES_ENV, DEFAULT_MAX_FEATURES)
 
 
 def read_libfm(

@@ -25,7 +25,6 @@ from fmadv.errors import ConfigError
 from fmadv.io import atomic_write
 from fmadv.metrics import ranking, topk
 from fmadv.recommend.base import Recommender
-from fmadv.recommend.stability import stability
 from fmadv.reports import markdown_table
 
 MODEL_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc", "novelty")
@@ -131,8 +130,10 @@ def compare_topk(
             per_user[name]["judged_preference"] = topk.list_mean(ids, judge_scores)
             row["judged_preference"] = _mean(per_user[name]["judged_preference"])
         for label, attack in (attacks or {}).items():
-            if model.under_attack(attack) is not None:
-                _, _, kept = stability(model, attack, users[:stability_users], k)
+            attacked = model.under_attack(attack, k)
+            if attacked is not None:  # the share of each clean list the attack leaves
+                attacked_ids, _ = attacked.recommend(users[:stability_users], k=k)
+                kept = topk.overlap(ids[:stability_users], attacked_ids)
                 per_user[name][f"stability {label}"] = kept
                 row[f"stability {label}"] = float(kept.mean())
         rows.append(row)

@@ -147,15 +147,11 @@ class AttackedFMRecommender(Recommender):
 
     def _demotion_weights(self, users: np.ndarray) -> torch.Tensor:
         """1/k on each user's clean top k, -1/(the rest) on its other unseen items."""
-        seen = self.interactions_.seen[users]
-        clean = self.base.score(users).float()
-        rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-        clean[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = -torch.inf
-        unseen = torch.isfinite(clean)
-        k = min(self.k, clean.shape[1])
-        top = torch.zeros_like(unseen).scatter_(1, torch.topk(clean, k, dim=1).indices, True)
-        top &= unseen
-        rest = unseen & ~top
+        top_ids, _ = self.base.recommend(users, k=min(self.k, self.interactions_.n_items))
+        rows, slots = np.nonzero(top_ids >= 0)
+        top = torch.zeros(len(users), self.interactions_.n_items, dtype=torch.bool)
+        top[torch.from_numpy(rows), torch.from_numpy(top_ids[rows, slots])] = True
+        rest = torch.from_numpy(self.interactions_.seen[users].toarray() == 0) & ~top
         weights = top / top.sum(1, keepdim=True).clamp_min(1)
         return weights - rest / rest.sum(1, keepdim=True).clamp_min(1)
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from fmadv.attacks.base import Attack
 from fmadv.errors import ConfigError
+from fmadv.metrics.topk import overlap
 from fmadv.recommend.base import Recommender
 
 
@@ -18,5 +19,4 @@ def stability(
         raise ConfigError(f"{base.name or type(base).__name__} has no inputs to attack")
     clean_ids, _ = base.recommend(user_ids, k=k)
     adv_ids, _ = attacked.recommend(user_ids, k=k)
-    shared = [len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(clean_ids, adv_ids, strict=True)]
-    return clean_ids, adv_ids, np.asarray(shared, dtype=np.float64) / k
+    return clean_ids, adv_ids, overlap(clean_ids, adv_ids)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from fmadv.checks import env_integer, integer
 from fmadv.errors import ConfigError
 
 
@@ -49,24 +50,13 @@ def available_cpus() -> int:
 
 def default_threads() -> int:
     """``$FMADV_THREADS`` when set, else :func:`available_cpus`."""
-    text = os.environ.get(THREADS_ENV)
-    if text is None:
-        return available_cpus()
-    try:
-        threads = int(text)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ConfigError(f"{THREADS_ENV} must be a whole number >= 1, got {text!r}")
-    return threads
+    return env_integer(THREADS_ENV, available_cpus())
 
 
 def use_threads(threads: int | None = None) -> int:
     """Set torch's CPU threads (intra-op) to ``threads``, default :func:`default_threads`;
     returns the number set. torch's own default is the machine's cores, which on a
     shared machine or in a container multiplies the CPU time a run costs."""
-    threads = default_threads() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
+    threads = default_threads() if threads is None else integer("threads", threads, 1)
     torch.set_num_threads(threads)
     return threads

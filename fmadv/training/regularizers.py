@@ -71,20 +71,18 @@ class GradientNoise:
                 continue
             if grad.is_sparse:  # sparse updates: the stored rows are the touched ones
                 grad = grad.coalesce()
-                values = grad.values()
-                noise = torch.randn(
-                    values.shape, generator=self._random.on(values.device), device=values.device
-                )
-                values = values + noise.to(values.dtype) * std
+                values = grad.values() + self._noise(grad.values(), std)
                 param.grad = torch.sparse_coo_tensor(
                     grad.indices(), values, grad.shape, check_invariants=False
                 )
                 continue
-            noise = torch.randn(
-                grad.shape, generator=self._random.on(grad.device), device=grad.device
-            )
-            noise = noise.to(grad.dtype) * std
+            noise = self._noise(grad, std)
             if self.rows == "touched" and grad.dim() > 0:
                 touched = grad != 0 if grad.dim() == 1 else (grad != 0).any(1, keepdim=True)
                 noise *= touched
             grad += noise
+
+    def _noise(self, like: torch.Tensor, std: float) -> torch.Tensor:
+        """Gaussian noise of standard deviation ``std`` shaped like ``like``."""
+        generator = self._random.on(like.device)
+        return torch.randn(like.shape, generator=generator, device=like.device).to(like.dtype) * std
