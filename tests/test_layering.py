@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fmadv"
 # Bottom to top. Each entry names the top-level modules or packages of ``fmadv`` in it.
 LAYERS = [
     ("errors",),
-    ("io", "checks", "threat", "sparse", "losses", "metrics", "plots", "reports"),
+    ("io", "checks", "threat", "sparse", "losses", "metrics", "mips", "plots", "reports"),
     ("data",),
     ("models",),
     ("attacks",),

@@ -105,3 +105,20 @@ def test_the_profile_attack_equals_autograd_on_the_users_dense_features(classifi
     assert np.all(overlap == 1.0)  # no attack, same lists
     _, _, overlap = stability(base, FGSM(0.3), np.arange(10), k=5)
     assert overlap.mean() < 1.0
+
+
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_recommend_is_the_exact_top_k_of_the_tables(classifier, interactions, with_candidates):
+    recommender = FMRecommender(classifier).fit(interactions)
+    users_table, items_table = (t.double().numpy() for t in recommender.tables())
+    users = np.arange(interactions.n_users)
+    candidates = np.arange(0, interactions.n_items, 3) if with_candidates else None
+    ids, scores = recommender.recommend(users, k=5, items=candidates)
+    exact = users_table @ items_table.T
+    exact[interactions.seen.toarray() > 0] = -np.inf
+    if with_candidates:
+        exact[:, np.setdiff1d(np.arange(interactions.n_items), candidates)] = -np.inf
+    want = np.argsort(-exact, axis=1, kind="stable")[:, :5]
+    want_scores = np.take_along_axis(exact, want, 1)
+    np.testing.assert_array_equal(ids, np.where(np.isneginf(want_scores), -1, want))
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)

@@ -56,14 +56,11 @@ def random_classifier(n_features: int, k: int) -> FMClassifier:
     return classifier
 
 
-def time_best(function, repeats: int) -> float:
+def timed(function) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call; CPU counts every thread of the process."""
+    wall, cpu = time.perf_counter(), time.process_time()
     function()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def compare(name: str, interactions: Interactions, classifier, k: int, factors: int, repeats: int):
@@ -74,12 +71,20 @@ def compare(name: str, interactions: Interactions, classifier, k: int, factors: 
     with threadpool_limits(1, "blas"):
         als = AlternatingLeastSquares(factors=factors, iterations=1, random_state=0)
         als.fit(interactions.liked, show_progress=False)
-        als_seconds = time_best(lambda: als.recommend(users, seen, N=k), repeats)
-    fm_seconds = time_best(lambda: fm.recommend(users, k=k), repeats)
-    size = f"{interactions.n_users:,} x {interactions.n_items:,}"
-    speed_up = als_seconds / fm_seconds
+    runs = {"als": [], "fm": []}
+    for _ in range(repeats):  # interleaved, so that both meet the same machine load
+        with threadpool_limits(1, "blas"):
+            runs["als"].append(timed(lambda: als.recommend(users, seen, N=k)))
+        runs["fm"].append(timed(lambda: fm.recommend(users, k=k)))
+    als_wall, fm_wall = (np.array([wall for wall, _ in runs[m]]) for m in ("als", "fm"))
+    als_cpu, fm_cpu = (np.array([cpu for _, cpu in runs[m]]) for m in ("als", "fm"))
+    ratio = als_wall / fm_wall
     print(
-        f"| {name} | {size} | {factors} | {als_seconds:.3f} | {fm_seconds:.3f} | {speed_up:.2f}x |"
+        f"| {name} | {interactions.n_users:,} x {interactions.n_items:,} | {factors} | "
+        f"{als_wall.min():.3f} / {np.median(als_wall):.3f} | "
+        f"{fm_wall.min():.3f} / {np.median(fm_wall):.3f} | "
+        f"{ratio.min():.2f}x / {np.median(ratio):.2f}x | "
+        f"{np.median(als_cpu):.2f} / {np.median(fm_cpu):.2f} |"
     )
 
 
@@ -93,8 +98,11 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     args = parser.parse_args()
     print(f"# Top-{args.k} for every user, {os.cpu_count()} cores, torch {torch.__version__}\n")
-    print("| catalogue | users x items | factors | implicit ALS s | fmadv FM s | FM speed-up |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| catalogue | users x items | factors | implicit ALS s (min / median) | fmadv FM s | "
+        "FM speed-up (min / median) | CPU s, ALS / FM (median) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     if args.data_dir:
         from fmadv.data import load_dataset
 
@@ -107,7 +115,7 @@ def main() -> None:
                 args.repeats)  # fmt: skip
     interactions = one_hot_catalogue(args.users, args.items, seen_per_user=20)
     classifier = random_classifier(args.users + args.items, args.factors)
-    compare("synthetic one-hot", interactions, classifier, args.k, args.factors, 1)
+    compare("synthetic one-hot", interactions, classifier, args.k, args.factors, args.repeats)
 
 
 if __name__ == "__main__":

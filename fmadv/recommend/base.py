@@ -15,6 +15,7 @@ import torch
 
 from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
+from fmadv.mips import top_k_inner_products
 
 BLOCK_SCORES = 1 << 22
 
@@ -40,6 +41,13 @@ class Recommender(ABC):
         """This fitted recommender with its inputs attacked before scoring (the attack
         aimed at the top ``k``), or None when it has no inputs an attack can move (the
         baselines)."""
+        return None
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(user table, item table) whose product is every score, for a model that
+        scores by inner products; :meth:`recommend` then searches them exactly
+        (:func:`~fmadv.mips.top_k_inner_products`) instead of scoring every item.
+        None (the default) for other models."""
         return None
 
     @abstractmethod
@@ -77,6 +85,7 @@ class Recommender(ABC):
         batch_size
             Users scored at once; default: blocks of about 2^22 scores (16 MiB), small
             enough for the allocator to reuse one block instead of mapping fresh pages.
+            A model with :meth:`tables` searches in blocks of its own.
 
         Returns
         -------
@@ -107,6 +116,9 @@ class Recommender(ABC):
             position = np.full(n_items, -1, dtype=np.int64)
             position[candidates] = np.arange(len(candidates))
 
+        tables = self.tables()
+        if tables is not None:
+            return _search(tables, users, seen if filter_seen else None, candidates, k)
         batch_size = batch_size or max(1, BLOCK_SCORES // n_candidates)
         all_ids, all_scores = [], []
         for start in range(0, len(users), batch_size):
@@ -132,3 +144,17 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         if not hasattr(self, "interactions_"):
             raise ConfigError(f"{type(self).__name__} is not fitted yet; call fit() first")
+
+
+def _search(tables, users, seen, candidates, k) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Recommender.recommend` by an exact inner-product search of the tables."""
+    user_table, item_table = tables
+    exclude = None if seen is None else seen[users]
+    if candidates is not None:
+        item_table = item_table[torch.from_numpy(candidates).to(item_table.device)]
+        exclude = None if exclude is None else exclude[:, candidates]
+    queries = user_table[torch.from_numpy(users).to(user_table.device)]
+    ids, scores = top_k_inner_products(queries, item_table, k, exclude)
+    if candidates is not None:
+        ids = np.where(ids >= 0, candidates[ids], -1)
+    return ids, scores.astype(np.float32)

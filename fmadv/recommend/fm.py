@@ -6,8 +6,9 @@ With the features split into a user part x_u and an item part x_i (x = x_u + x_i
 
 where pair(z) = 1/2 (||z V||^2 - z^2 ||V||^2) are the interactions inside one side. So
 all scores of a block of users are a user vector, an item vector and one
-(users x k) @ (k x items) product (:meth:`FactorizationMachine.side_tables`); top-k
-selection follows in the base class.
+(users x k) @ (k x items) product (:meth:`FactorizationMachine.side_tables`), and the
+base class finds each user's top k by an exact search of the two tables
+(:mod:`fmadv.mips`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class FMRecommender(Recommender):
                 torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
             ]
         return self.user_table_[users] @ item_table.T
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        return self.user_table_, self.item_table_
 
     def under_attack(self, attack: Attack, k: int = 10) -> AttackedFMRecommender:
         return AttackedFMRecommender(self, attack, k).fit()

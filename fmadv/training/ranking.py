@@ -22,6 +22,7 @@ import torch
 from fmadv.checks import integer
 from fmadv.errors import ConfigError
 from fmadv.metrics.ranking import ranking_report
+from fmadv.mips import top_k_inner_products
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import PairBatch
 
@@ -29,8 +30,6 @@ SAMPLINGS = ("uniform", "popularity")
 # Redraws of the negatives that hit a positive; each round redraws only those, so a
 # user who likes a fraction f of the catalogue keeps f^rounds of them.
 REDRAW_ROUNDS = 64
-# Scores per block when ranking the whole catalogue for validation (16 MiB in float32).
-BLOCK_SCORES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -174,17 +173,9 @@ def top_k_unseen(
     k: int,
 ) -> np.ndarray:
     """(len(users), k) item indices, best first, of the whole catalogue minus what each
-    user has seen (the FM's side tables: one product per block of users)."""
+    user has seen (an exact search of the FM's side tables, :mod:`fmadv.mips`)."""
     user_table, item_table = model.side_tables(user_features[users], item_features)
-    n_items = item_table.shape[0]
-    block = max(1, BLOCK_SCORES // n_items)
-    lists = []
-    for start in range(0, len(users), block):
-        scores = (user_table[start : start + block] @ item_table.T).float().cpu()
-        hidden = seen[users[start : start + block]].tocoo()
-        scores[torch.from_numpy(hidden.row), torch.from_numpy(hidden.col)] = -torch.inf
-        lists.append(torch.topk(scores, min(k, n_items), dim=1).indices.numpy())
-    return np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
+    return top_k_inner_products(user_table, item_table, k, seen[users])[0]
 
 
 @dataclass
