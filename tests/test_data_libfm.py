@@ -242,3 +242,91 @@ def test_real_frappe_files(dataset_dir, split: str, rows: int, positives: int) -
     assert int((data.y < 0).sum()) == rows - positives
     assert data.X.indices.max() <= 5381
     assert elapsed < 1.0, f"reading {path.name} took {elapsed:.2f} s"
+
+
+# The fast path (fmadv.data.libfm_fast) against the checking reader.
+
+WELL_FORMED = [
+    "1 0:1 3:1\n-1 2:1\n",
+    "+1 10:1\n0 4:1 2:1\n1.0 7:1\n-1.0 1:1",  # label spellings, unsorted row, no final LF
+    "1\t3:1  5:1\r\n-1 1:1\r\n\r\n\n",  # tabs, CRLF, trailing blank lines
+    "1 0:1 1:0 2:1\n-1 3:1.0 4:0.0\n",  # zeros dropped, 1.0 is 1
+    "1 000000005:1 2:1\n-1 8000000:1\n",  # indices of more than 8 digits
+    "1\n-1 2:1\n",  # a row without features
+]
+MALFORMED = [
+    "1 0:1\n\n1 1:1\n",
+    "1 0:1 0:1\n",
+    "1 0:1\n2 1:1\n",
+    "1 0:1\n0:1 1:1\n",
+    "1 x:1\n",
+    "1 -3:1\n",
+    "1 1.5:1\n",
+    "1 :1\n",
+    "1 3:\n",
+    "1 3::1\n",
+    "1 3:1:1\n",
+    "1 3:nan\n",
+    "1 3:0.5\n",
+    "1 3:1e\n",
+    "1 3:1 #\n",
+    "1 3\x00:1\n",
+    "1 3\x0e:1\n",
+    "1 ３:1\n",
+    "\n1 3:1\n",
+    "  \n1 3:1\n",
+]
+
+
+def options(**kwargs):
+    from fmadv.data.libfm import max_features_budget
+
+    chosen = {"n_features": None, "allow_real_valued": False, "zero_based": True} | kwargs
+    budget = max_features_budget() if chosen["n_features"] is None else None
+    return (*chosen.values(), budget)
+
+
+def read_fast(path: Path, **kwargs):
+    from fmadv.data.libfm_fast import read_fast
+
+    return read_fast(path.read_bytes(), *options(**kwargs))
+
+
+def read_both(path: Path, **kwargs):
+    from fmadv.data.libfm import _read_checked
+
+    checked = _read_checked(path.read_bytes(), path, *options(**kwargs))
+    return read_fast(path, **kwargs), checked
+
+
+@pytest.mark.parametrize("text", WELL_FORMED)
+def test_fast_path_reads_what_the_checking_reader_reads(tmp_path: Path, text: str) -> None:
+    fast, checked = read_both(write(tmp_path, text))
+    assert fast is not None
+    assert (fast[0] != checked[0]).nnz == 0 and fast[0].shape == checked[0].shape
+    assert fast[0].has_canonical_format and fast[0].dtype == np.float32
+    np.testing.assert_array_equal(fast[1], checked[1])
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_fast_path_hands_every_bad_file_over(tmp_path: Path, text: str) -> None:
+    assert read_fast(write(tmp_path, text)) is None
+
+
+def test_fast_path_options_and_pieces(tmp_path: Path, monkeypatch) -> None:
+    import fmadv.data.libfm_fast as fast_module
+
+    rng = np.random.default_rng(3)
+    X = random_binary(rng, 400, 60)
+    y = np.where(rng.random(400) < 0.5, 1.0, -1.0).astype(np.float32)
+    path = write_libfm(tmp_path / "a.libfm", Dataset(X, y), zero_based=False)
+    monkeypatch.setattr(fast_module, "PIECE_BYTES", 64)  # many pieces of a few lines
+    fast, checked = read_both(path, zero_based=False, n_features=60)
+    assert (fast[0] != X).nnz == 0 and (checked[0] != X).nnz == 0
+    np.testing.assert_array_equal(fast[1], y)
+    # A blank line where a piece ends is still a blank line before the end.
+    lines = path.read_text().splitlines(keepends=True)
+    broken = write(tmp_path, "".join(lines[:200]) + "\n" + "".join(lines[200:]), "b.libfm")
+    assert read_fast(broken, zero_based=False) is None
+    assert read_fast(path, zero_based=True, n_features=60) is None  # index 60 out of range
+    assert read_fast(path, zero_based=False, n_features=59) is None

@@ -2,7 +2,8 @@
 
 Writes a synthetic libFM file (``--rows`` rows of 8 one-hot features out of
 ``--features``, labels -1/+1) once, then reads it with :func:`fmadv.data.read_libfm`
-and, when scikit-learn is installed, with ``sklearn.datasets.load_svmlight_file``
+(its fast path), with the reader that checks every token (what a file with an error
+goes through), and, when scikit-learn is installed, with ``sklearn.datasets.load_svmlight_file``
 (Cython, no line numbers in its errors, no check of duplicates, binary values or a
 feature budget). CPU seconds, one after the other, ``--repeats`` times; min and median.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmadv.data.libfm import read_libfm
+from fmadv.data.libfm import _read_checked, max_features_budget, read_libfm
 
 
 def write_file(path: Path, rows: int, features: int, seed: int = 0) -> None:
@@ -50,7 +51,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    readers = {"fmadv read_libfm": read_libfm}
+    readers = {
+        "fmadv read_libfm": read_libfm,
+        "fmadv, checking every token (the path of a bad file)": lambda p: _read_checked(
+            p.read_bytes(), p, None, False, True, max_features_budget()
+        ),
+    }
     try:
         from sklearn.datasets import load_svmlight_file
 

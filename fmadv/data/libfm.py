@@ -1,8 +1,9 @@
 """Read and write libFM / libSVM sparse text files.
 
-One row per line: ``label idx:value idx:value ...``. The reader is vectorised (the
-whole file is tokenised at once with numpy) so the frappe files (58k lines) load in a
-fraction of a second, yet every error still names its file and line.
+One row per line: ``label idx:value idx:value ...``. A well-formed file is parsed in
+whole-array passes over its bytes (:mod:`fmadv.data.libfm_fast`, tens of MB per
+second on one core); anything else goes through a reader that checks every token at
+once with numpy and names the file and line of the first error.
 
 A file that does not state its width (``n_features``) gets the largest index plus one,
 within a budget: ``max_features``, by default ``$FMADV_MAX_FEATURES`` or
@@ -21,6 +22,7 @@ from fmadv.checks import env_integer, integer
 from fmadv.data._io import read_bytes
 from fmadv.data.dataset import Dataset
 from fmadv.data.labels import binary_labels, label_signs
+from fmadv.data.libfm_fast import INDEX_DIGITS, MAX_TOKEN, SPACE, read_fast
 from fmadv.errors import DataError
 from fmadv.io import atomic_write
 
@@ -33,22 +35,12 @@ MAX_FEATURES_ENV = "FMADV_MAX_FEATURES"
 #: MovieLens-100K 2,625), yet a stray index of 10,000,000 is refused.
 DEFAULT_MAX_FEATURES = 2**23
 
-# Indices are parsed as int64; one of at most this many digits always fits.
-_INDEX_DIGITS = 18
-
 _WHAT = "a libFM text file with lines 'label idx:value ...'"
-
-# ASCII whitespace, exactly the set bytes.split() splits on.
-_SPACE = np.zeros(256, dtype=bool)
-_SPACE[[9, 10, 11, 12, 13, 32]] = True
 
 # Per-token error codes; the message of the first bad token (in file order) is raised.
 _OK, _BAD_LABEL, _NO_LABEL, _NO_COLON, _BAD_INDEX, _NEG_INDEX = 0, 1, 2, 3, 4, 5
 _BAD_VALUE, _NONFINITE, _REAL, _ZERO_INDEX, _TOO_BIG, _DUPLICATE = 6, 7, 8, 9, 10, 11
 _OVER_BUDGET, _HUGE_INDEX = 12, 13
-
-# Longest token accepted; real ones ("12345:0.123456789") are far shorter.
-_MAX_TOKEN = 100
 
 
 def _text(token: bytes) -> str:
@@ -122,8 +114,20 @@ def read_libfm(
     budget = max_features_budget(max_features) if n_features is None else None
     data = read_bytes(path, _WHAT)
 
+    fast = read_fast(data, n_features, allow_real_valued, zero_based, budget)
+    X, y = (
+        fast
+        if fast is not None
+        else _read_checked(data, path, n_features, allow_real_valued, zero_based, budget)
+    )
+    name = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+    return Dataset(X=X, y=y, name=name)
+
+
+def _read_checked(data: bytes, path: Path, n_features, allow_real_valued, zero_based, budget):
+    """The reader that checks every token and names the first bad one (file, line)."""
     b = np.frombuffer(data, dtype=np.uint8)
-    space = _SPACE[b]
+    space = SPACE[b]
     prev_space = np.empty_like(space)
     if space.size:
         prev_space[0] = True
@@ -141,7 +145,7 @@ def read_libfm(
     next_space[-1] = True
     next_space[:-1] = space[1:]
     lengths = np.flatnonzero(~space & next_space) - starts + 1
-    too_long = np.flatnonzero(lengths > _MAX_TOKEN)
+    too_long = np.flatnonzero(lengths > MAX_TOKEN)
     if too_long.size:
         i = int(too_long[0])
         t = _text(data[starts[i] : starts[i] + 40])
@@ -175,7 +179,7 @@ def read_libfm(
     head, sep, tail = np.strings.partition(tokens[feat_pos], b":")
     no_colon = sep == b""
     all_digits = np.strings.isdigit(head)
-    huge = ~no_colon & all_digits & (np.strings.str_len(head) > _INDEX_DIGITS)
+    huge = ~no_colon & all_digits & (np.strings.str_len(head) > INDEX_DIGITS)
     negative = np.strings.startswith(head, b"-")
     idx = np.zeros(feat_pos.size, dtype=np.int64)
     idx_ok = ~no_colon & all_digits & ~huge
@@ -253,8 +257,7 @@ def read_libfm(
         (values[order].astype(np.float32), indices, indptr), shape=(n_rows, n_features)
     )
     X.has_sorted_indices = True
-    name = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
-    return Dataset(X=X, y=y, name=name)
+    return X, y
 
 
 def _parse_floats(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +321,7 @@ def _message(
     if code == _HUGE_INDEX:
         return (
             f"token {t!r}: feature index {head} is too large "
-            f"(indices have at most {_INDEX_DIGITS} digits)"
+            f"(indices have at most {INDEX_DIGITS} digits)"
         )
     if code == _DUPLICATE:
         return f"token {t!r}: feature index {head} appears twice in this row"
