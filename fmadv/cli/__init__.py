@@ -1,9 +1,9 @@
 """The ``fmadv`` command line: one typer app, a module per command group.
 
-Each command parses its options, makes one library call and prints the result.
+Each command parses its options, makes one library call and prints the result. The
+command modules load on first use (:mod:`fmadv.cli.apps`).
 """
 
-from fmadv.cli import data, fm, image, recommend  # noqa: F401  (each registers its commands)
-from fmadv.cli.common import app
+from fmadv.cli.apps import app
 
 __all__ = ["app"]

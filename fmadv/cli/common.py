@@ -1,5 +1,5 @@
-"""What every command group shares: the apps, the choices built from the registries,
-the user-error decorator, and tables."""
+"""What every command group shares: the apps (:mod:`fmadv.cli.apps`), the choices built
+from the registries, the user-error decorator, and tables."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from fmadv.attacks import ATTACKS, SUPPORTS, input_attacks
+from fmadv.cli.apps import app, data_app, image_app
 from fmadv.data.cards import list_cards
 from fmadv.data.format import IMAGES, ROWS, DataKind, get_format
 from fmadv.errors import ConfigError, FmadvError
@@ -27,20 +28,7 @@ from fmadv.training.device import THREADS_ENV, use_threads
 from fmadv.training.loop import MONITORS, OPTIMIZERS
 from fmadv.training.regularizers import NOISE_ROWS
 
-app = typer.Typer(
-    help="Robust factorization-machine recommenders.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-data_app = typer.Typer(help="List, fetch, verify and describe datasets.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-image_app = typer.Typer(
-    help="LeNet and MLP image classifiers through the same attacks and training core.",
-    no_args_is_help=True,
-)
-app.add_typer(image_app, name="image")
-
-__all__ = ["console"]
+__all__ = ["app", "console", "data_app", "image_app"]
 
 
 def choices(name: str, values: Iterable[str]) -> type[enum.Enum]:
