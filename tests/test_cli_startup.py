@@ -8,11 +8,12 @@ import sys
 from typer.main import get_group
 
 from fmadv.cli import app
-from fmadv.cli.apps import _loaded_commands, summaries
+from fmadv.cli.apps import COMMAND_MODULES, SUB_APP_MODULES, _commands_with, summaries
 
 
 def test_the_overview_lists_every_top_level_command_with_its_own_help():
-    loaded = _loaded_commands()
+    for module in (*COMMAND_MODULES, *SUB_APP_MODULES.values()):
+        loaded = _commands_with(module)
     top_level = {name: command.help for name, command in loaded.items()}
     top_level.pop("data")
     top_level.pop("image")

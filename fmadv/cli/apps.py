@@ -1,8 +1,9 @@
 """The typer apps, light enough that ``fmadv --help`` starts without torch.
 
-The command modules (and through them torch, pandas and the library) load the first
-time a command runs or asks for its own help. The overview that ``fmadv --help``
-prints reads each top-level command's name and summary from its module's source.
+A command's module (and through it torch, pandas and the library) loads the first
+time the command runs or asks for its own help, and no other command's. The overview
+that ``fmadv --help`` prints reads each top-level command's name and summary from its
+module's source.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-# The modules that register commands, in the order the overview lists them; those
-# after the first two fill the sub-apps below.
-COMMAND_MODULES = ("fm", "recommend", "data", "image")
+# The modules that register commands, in the order the overview lists them, and the
+# sub-apps' modules.
+COMMAND_MODULES = ("fm", "recommend")
+SUB_APP_MODULES = {"data": "data", "image": "image"}
 
 
 class LazyCommands(TyperGroup):
-    """The top-level group: loads the command modules on first use."""
+    """The top-level group: a command's module loads when the command is asked for."""
 
     _overview = False
 
@@ -29,10 +31,11 @@ class LazyCommands(TyperGroup):
         return list(dict.fromkeys([*summaries(), *super().list_commands(ctx)]))
 
     def get_command(self, ctx: typer.Context, name: str) -> TyperCommand | None:
-        if not self._overview:
-            self.commands.update(_loaded_commands())
-        elif name in summaries():
+        if self._overview and name in summaries():
             return TyperCommand(name, help=summaries()[name])
+        module = SUB_APP_MODULES.get(name) or _module_of().get(name)
+        if not self._overview and module is not None:
+            self.commands.update(_commands_with(module))
         return super().get_command(ctx, name)
 
     def format_help(self, ctx: typer.Context, formatter) -> None:
@@ -44,16 +47,25 @@ class LazyCommands(TyperGroup):
 
 
 @functools.cache
-def _loaded_commands() -> dict:
-    for module in COMMAND_MODULES:
-        importlib.import_module(f"fmadv.cli.{module}")
+def _commands_with(module: str) -> dict:
+    """The click commands of every module loaded so far, ``module`` loaded first."""
+    importlib.import_module(f"fmadv.cli.{module}")
     return typer.main.get_group(app).commands
 
 
-@functools.cache
 def summaries() -> dict[str, str]:
-    """{command name: its docstring} of every ``@app.command`` in the command modules,
-    read from their sources."""
+    """{command name: its docstring} of every top-level command."""
+    return {name: doc for name, (_, doc) in _sources().items()}
+
+
+def _module_of() -> dict[str, str]:
+    return {name: module for name, (module, _) in _sources().items()}
+
+
+@functools.cache
+def _sources() -> dict[str, tuple[str, str]]:
+    """{command name: (module, docstring)} of every ``@app.command`` of the command
+    modules, read from their sources."""
     found = {}
     for module in COMMAND_MODULES:
         tree = ast.parse(Path(__file__).with_name(f"{module}.py").read_text(encoding="utf-8"))
@@ -64,7 +76,7 @@ def summaries() -> dict[str, str]:
                 if _is_app_command(decorator):
                     args = decorator.args
                     name = args[0].value if args else node.name.replace("_", "-")
-                    found[name] = ast.get_docstring(node) or ""
+                    found[name] = (module, ast.get_docstring(node) or "")
     return found
 
 
