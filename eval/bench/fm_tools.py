@@ -4,13 +4,14 @@ libFM and xLearn are not installed by this project. Build libFM from its sources
 (``make`` in a clone of srendle/libfm) and xLearn from its PyPI source archive
 (``pip download xlearn --no-binary :all:``, then cmake and make in its ``compile``
 folder); pass the binaries to the benchmark scripts. Each child runs on one thread, and
-its CPU seconds (user + system) and peak resident memory come from ``wait4``.
+its CPU seconds (user + system) and peak resident memory come from /usr/bin/time.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,18 +27,20 @@ class Usage:
 
 
 def run_child(command: list[str], env: dict | None = None) -> Usage:
-    """Run a command to its end; its CPU seconds and peak RSS (raises on failure)."""
+    """Run a command to its end under /usr/bin/time; its CPU seconds and peak RSS
+    (raises on failure). The command runs as time's child: a child of this (large)
+    process would count this process's pages in its own peak."""
     environment = {**os.environ, **ONE_THREAD, **(env or {})}
     environment.setdefault("USER", "fmadv")  # xLearn aborts without it
-    child = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment
-    )
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    errors = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    if child.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed ({child.returncode}): {errors[-2000:]}")
-    return Usage(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        result = subprocess.run(
+            ["/usr/bin/time", "-o", report.name, "-f", "%U %S %M", *command],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed: {result.stderr[-2000:]}")
+        user, system, peak_kb = report.read().split()[-3:]
+    return Usage(float(user) + float(system), float(peak_kb) / 1024)
 
 
 def libfm_sgd(binary: str, train: Path, test: Path, out: Path, k: int, epochs: int):
