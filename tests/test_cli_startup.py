@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 from typer.main import get_group
 
 from fmadv.cli import app
-from fmadv.cli.apps import COMMAND_MODULES, SUB_APP_MODULES, _commands_with, summaries
+from fmadv.cli.apps import COMMAND_MODULES, SUB_APP_MODULES, summaries
 
 
 def test_the_overview_lists_every_top_level_command_with_its_own_help():
     for module in (*COMMAND_MODULES, *SUB_APP_MODULES.values()):
-        loaded = _commands_with(module)
+        importlib.import_module(f"fmadv.cli.{module}")
+    loaded = get_group(app).commands
     top_level = {name: command.help for name, command in loaded.items()}
     top_level.pop("data")
     top_level.pop("image")
     assert summaries() == top_level
-    assert set(get_group(app).commands) == set(loaded)
 
 
 def test_help_does_not_import_torch():

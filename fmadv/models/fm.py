@@ -82,13 +82,30 @@ class FactorizationMachine(Attackable, nn.Module):
     def side_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """[V, w, ||V_j||^2] per feature (or for the features ``rows`` only, with sparse
         gradients): one sparse product with it gives the sums."""
-        V, w = self._parameter_rows(rows)
-        return torch.cat([V, w[:, None], V.square().sum(1, keepdim=True)], 1)
+        V, w, norms = self._parameter_rows(rows)
+        return torch.cat([V, w[:, None], norms[:, None]], 1)
 
-    def _parameter_rows(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _parameter_rows(self, rows: torch.Tensor | None):
+        """(V, w, ||V_j||^2) of every feature, or of the features ``rows``."""
         if rows is None:
-            return self.factors, self.linear
-        return gather_rows(self.factors, rows), gather_rows(self.linear, rows)
+            return self.factors, self.linear, _squared_norms(self.factors)
+        # The forward pass and the L2 penalty of one step gather the same rows: gather
+        # them once, so that each table gets one sparse gradient, not a sum of two to
+        # coalesce. The gathered rows serve while the rows, the parameters' versions
+        # and the grad mode are unchanged, and until a backward pass goes through them.
+        key = (id(rows), self.factors._version, self.linear._version, torch.is_grad_enabled())
+        cached = self.__dict__.get("_gathered")
+        if cached is not None and cached[0] == key and cached[1] is rows:
+            return cached[2]
+        V = gather_rows(self.factors, rows)
+        gathered = V, gather_rows(self.linear, rows), _squared_norms(V)
+        if V.requires_grad:
+            gathered[0].register_hook(self._forget_gathered)
+        self.__dict__["_gathered"] = (key, rows, gathered)
+        return gathered
+
+    def _forget_gathered(self, grad: torch.Tensor) -> None:
+        self.__dict__.pop("_gathered", None)
 
     def side_sums(self, batch: SparseBatch, table: torch.Tensor) -> torch.Tensor:
         """[x V, <w, x>, (x^2)(V^2)] of every row of ``batch``."""
@@ -207,8 +224,8 @@ class FactorizationMachine(Attackable, nn.Module):
     def _row_penalties(self, batch: SparseBatch, reg_linear, reg_factors) -> torch.Tensor:
         """sum_j x_j^2 (reg_linear w_j^2 + reg_factors ||V_j||^2) for every row."""
         rows = batch.touched if self.sparse_gradients else None
-        V, w = self._parameter_rows(rows)
-        per_feature = reg_linear * w.square() + reg_factors * V.square().sum(1)
+        _, w, norms = self._parameter_rows(rows)
+        per_feature = reg_linear * w.square() + reg_factors * norms
         pattern = batch.local if self.sparse_gradients else batch
         return sparse_product(pattern.squared, pattern.squared_t, per_feature[:, None])[:, 0]
 
@@ -217,3 +234,8 @@ class FactorizationMachine(Attackable, nn.Module):
             raise ValueError(
                 f"rows have {width} features but the model was built for {self.n_features}"
             )
+
+
+def _squared_norms(V: torch.Tensor) -> torch.Tensor:
+    """||V_j||^2 per row (a product rather than a power: its backward is cheaper)."""
+    return (V * V).sum(1)

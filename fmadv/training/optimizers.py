@@ -95,9 +95,9 @@ class Adam(_Optimizer):
                 correction2_sqrt = (1 - beta2**step) ** 0.5
                 grad = param.grad
                 if grad.is_sparse:
-                    grad = grad.coalesce()
-                    rows, grad = grad.indices()[0], grad.values()
-                    exp_avg, exp_avg_sq = state["exp_avg"][rows], state["exp_avg_sq"][rows]
+                    rows, grad = _distinct_rows(grad)
+                    exp_avg = state["exp_avg"].index_select(0, rows)
+                    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
                 else:
                     rows, exp_avg, exp_avg_sq = None, state["exp_avg"], state["exp_avg_sq"]
                     if group["weight_decay"]:
@@ -109,8 +109,22 @@ class Adam(_Optimizer):
                 if rows is None:
                     param.addcdiv_(exp_avg, denom, value=-step_size)
                     continue
-                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
-                param[rows] = param[rows].addcdiv_(exp_avg, denom, value=-step_size)
+                # index_select / index_copy_ rather than [rows]: several times faster.
+                state["exp_avg"].index_copy_(0, rows, exp_avg)
+                state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+                moved = param.index_select(0, rows).addcdiv_(exp_avg, denom, value=-step_size)
+                param.index_copy_(0, rows, moved)
+
+
+def _distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, values) of a sparse row gradient, each row once. Autograd drops the
+    coalesced flag of the FM's gradients although their rows are distinct and sorted;
+    checking that costs far less than coalescing again."""
+    rows = grad._indices()[0]
+    if grad.is_coalesced() or bool((rows[1:] > rows[:-1]).all()):
+        return rows, grad._values()
+    grad = grad.coalesce()
+    return grad.indices()[0], grad.values()
 
 
 #: What the fit loop steps: fmadv's Adam or one of torch's optimizers.
