@@ -145,3 +145,51 @@ def steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
     flat = grad.flatten(1)
     top = flat.abs().argmax(1, keepdim=True)
     return torch.zeros_like(flat).scatter_(1, top, torch.sign(flat.gather(1, top))).view_as(grad)
+
+
+@dataclass(frozen=True)
+class EditThreat:
+    """Whole-feature edits of binary rows, at most ``budget`` of them per row: what a user
+    who edits a profile, or a seller who edits an item's tags, can do.
+
+    An edit either toggles one feature of ``toggles`` (a multi-valued field such as a
+    history or a list of genres) or changes the value of one of the one-hot fields in
+    ``choices`` (switching one feature off and another on is one edit; a row with no
+    value in the field may take one). Each feature and each field is edited at most
+    once.
+
+    Parameters
+    ----------
+    budget
+        The number of edits, b >= 0.
+    toggles
+        Features that may be toggled (sorted, distinct).
+    choices
+        (offset, size) of each one-hot field whose value may change.
+    """
+
+    budget: int
+    toggles: tuple[int, ...] = ()
+    choices: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 0:
+            raise ConfigError(f"the edit budget must be an integer >= 0, got {self.budget!r}")
+        toggles = tuple(sorted(set(int(j) for j in self.toggles)))
+        object.__setattr__(self, "toggles", toggles)
+        spans = sorted((int(offset), int(size)) for offset, size in self.choices)
+        object.__setattr__(self, "choices", tuple(spans))
+        taken = set(toggles)
+        for offset, size in spans:
+            if size < 2 or offset < 0:
+                raise ConfigError(f"a one-hot field needs >= 2 values at offset >= 0, got {size}")
+            if taken & set(range(offset, offset + size)):
+                raise ConfigError("a feature belongs to at most one editable field")
+            taken |= set(range(offset, offset + size))
+        if not taken:
+            raise ConfigError("the attacker may edit no feature: give toggles or choices")
+
+    @property
+    def n_edits(self) -> int:
+        """The number of distinct single edits: each toggle, each value of each field."""
+        return len(self.toggles) + sum(size for _, size in self.choices)

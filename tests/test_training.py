@@ -132,4 +132,4 @@ def test_get_and_set_params_round_trip():
     assert clone.get_params() == params
     clone.set_params(n_factors=9, epochs=3)
     assert clone.get_params()["n_factors"] == 9 and clone.train_config().epochs == 3
-    assert TrainConfig().loss == "hinge"
+    assert params["loss"] == TrainConfig().loss == "logistic"  # one place owns defaults
