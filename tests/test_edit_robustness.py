@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from fmadv.estimators.fm import FMClassifier
-from fmadv.evaluation.edits import edit_curve
-from fmadv.threat import EditThreat
+from fmadv.evaluation.edits import edit_curve, edit_threat
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +22,11 @@ def trained(data_dir_with):
     return model, splits
 
 
-def user_fields(feature_map) -> EditThreat:
-    fields = [feature_map.field(name) for name in ("gender", "age", "occupation")]
-    return EditThreat(0, choices=tuple((f.offset, f.size) for f in fields))
-
-
 def test_flips_and_certificates_never_overlap_and_move_with_the_budget(trained):
     model, splits = trained
     rows = splits.test
-    threat = user_fields(splits.feature_map)
+    threat = edit_threat(splits.feature_map, ["gender", "age", "occupation"], 0)
+    assert not threat.toggles and len(threat.choices) == 3
     curve = edit_curve(model.model_, rows.X[:3000], rows.y[:3000], threat, [0, 1, 2, 3])
     assert curve[0]["flip_rate"] == 0 and curve[0]["certified_share"] > 0.99
     for point in curve:

@@ -76,6 +76,19 @@ def edit_robustness(
     }
 
 
+def edit_threat(feature_map, fields: Sequence[str], budget: int) -> EditThreat:
+    """The edits of the named fields of ``feature_map``: each feature of a multi-valued
+    field toggles, each single-valued field changes value."""
+    toggles, choices = [], []
+    for name in fields:
+        field = feature_map.field(name)
+        if field.multi:
+            toggles.extend(range(field.offset, field.offset + field.size))
+        else:
+            choices.append((field.offset, field.size))
+    return EditThreat(budget, tuple(toggles), tuple(choices))
+
+
 def edit_curve(
     model: FactorizationMachine,
     X: sp.csr_matrix,
