@@ -40,6 +40,29 @@ def plot_flip_curves(
     plt.close(fig)
 
 
+def plot_edit_curve(curve: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """Flip rate (what the greedy attack achieves) and certified share (what no attack
+    can exceed) against the number of edits, and the undecided rows between them."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(6, 4))
+    budgets = [row["budget"] for row in curve]
+    flips = [row["flip_rate"] for row in curve]
+    certified = [1 - row["certified_share"] for row in curve]
+    axis.plot(budgets, flips, marker="o", label="flipped by the greedy attack")
+    axis.plot(budgets, certified, marker="s", label="not certified (upper bound)")
+    axis.fill_between(budgets, flips, certified, alpha=0.15, label="undecided")
+    axis.set_xlabel("edits per row (b)")
+    axis.set_ylabel("share of rows")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    if title:
+        axis.set_title(title)
+    fig.tight_layout()
+    atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
+    plt.close(fig)
+
+
 def plot_overlap_histograms(
     overlaps: Mapping[tuple[str, str], Sequence[float]], k: int, path
 ) -> None:

@@ -38,6 +38,28 @@ def trained(tmp_path_factory):
     return out
 
 
+def test_robustness_under_edits_of_whole_fields(trained, tmp_path):
+    out = tmp_path / "edits"
+    result = invoke(
+        "robustness", trained, "--attack", "flips", "--fields", "segment,category",
+        "--budget", "1", "--budget-grid", "0,1,2", "--out", out, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["fields"] == ["segment", "category"] and report["budget"] == 1
+    assert [row["budget"] for row in report["curve"]] == [0, 1, 2]
+    for row in report["curve"]:
+        assert row["flip_rate"] + row["certified_share"] + row["undecided_share"] == pytest.approx(
+            1
+        )
+    assert report["curve"][0]["flip_rate"] == 0
+    assert {p.name for p in out.iterdir()} == {
+        "robustness.json", "edit_curve.csv", "edit_curve.png",
+    }  # fmt: skip
+    result = invoke("robustness", trained, "--attack", "flips", "--fields", "colour")
+    assert_user_error(result, "--fields must name fields", "colour", "segment")
+
+
 def test_train_writes_model_log_and_summary(trained):
     assert (trained / "model.safetensors").is_file()
     lines = (trained / "metrics.jsonl").read_text().splitlines()

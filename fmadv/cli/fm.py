@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from fmadv.attacks import ATTACKS
 from fmadv.cli.common import (
     AttackName,
     DataDir,
@@ -45,7 +46,13 @@ from fmadv.estimators.fm import FMClassifier
 from fmadv.estimators.ranker import POSITIVES, FMRanker
 from fmadv.io import atomic_write
 from fmadv.runs.data import DataSpec
-from fmadv.runs.fm import evaluate_fm, predict_fm, robustness_fm, train_fm
+from fmadv.runs.fm import (
+    edit_robustness_fm,
+    evaluate_fm,
+    predict_fm,
+    robustness_fm,
+    train_fm,
+)
 from fmadv.training.ranking import SAMPLINGS
 
 ESTIMATORS = {"classification": FMClassifier, "ranking": FMRanker}
@@ -86,6 +93,9 @@ def make_estimator(task: str, options: dict, **fixed):
 
 
 ROBUSTNESS = defaults_of(robustness_fm)
+EDITS = defaults_of(edit_robustness_fm)
+# The robustness command's attacks: the registry's, and whole-feature edits.
+RobustnessAttack = choices("RobustnessAttack", [*ATTACKS, "flips"])
 ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
 
 
@@ -360,11 +370,25 @@ def robustness(
         typer.Option("--eps-grid", "--alphas", help="Comma-separated budgets for the curve."),
     ] = number_text(ROBUSTNESS["eps_grid"]),
     attack: Annotated[
-        AttackName | None, typer.Option(help="Attack; default: the one the model trained with.")
+        RobustnessAttack | None,
+        typer.Option(
+            help="Attack; default: the one the model trained with. 'flips' edits whole "
+            "features of --fields, at most --budget per row, with certificates."
+        ),
     ] = None,
     support: Annotated[
         Support | None, typer.Option(help="Features the attack may move; default: the model's.")
     ] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(help="--attack flips: comma-separated fields the attacker edits."),
+    ] = None,
+    budget: Annotated[
+        int, typer.Option(min=0, help="--attack flips: edits per row for the summary.")
+    ] = EDITS["budget"],
+    budget_grid: Annotated[
+        str, typer.Option(help="--attack flips: comma-separated edit budgets for the curve.")
+    ] = number_text(EDITS["budgets"]),
     input_file: Annotated[
         Path | None, typer.Option("--input", help="Labelled libFM file to attack.")
     ] = None,
@@ -381,22 +405,31 @@ def robustness(
     device: Device = "cpu",
 ) -> None:
     """Flip rate, adversarial error and margins of a saved model under attack, and the
-    flip rate as a function of the budget eps (CSV and PNG).
+    flip rate as a function of the budget eps (CSV and PNG); with --attack flips, under
+    edits of whole features, with the share of rows certified against any such edits.
 
     The line-search figures take, per row, the worst of the steps eps * i / 8 along the
     attack's direction: on an FM a full step can overshoot and land on the safe side."""
-    result = robustness_fm(
-        model_path, eps, number_list(eps_grid, "--eps-grid"),
-        attack=attack.value if attack is not None else None,
-        support=support.value if support is not None else None,
-        input_file=input_file, dataset=dataset.value if dataset is not None else None,
-        data_dir=data_dir, out=out, device=device,
-    )  # fmt: skip
+    rows = {"input_file": input_file, "dataset": dataset.value if dataset is not None else None,
+            "data_dir": data_dir, "out": out, "device": device}  # fmt: skip
+    if attack is not None and attack.value == "flips":
+        budgets = tuple(int(b) for b in number_list(budget_grid, "--budget-grid"))
+        named = tuple(name for name in (fields or "").split(",") if name)
+        result = edit_robustness_fm(model_path, named, budget, budgets, **rows)
+        title = f"{model_path} under {budget} edits of {', '.join(named)}"
+    else:
+        result = robustness_fm(
+            model_path, eps, number_list(eps_grid, "--eps-grid"),
+            attack=attack.value if attack is not None else None,
+            support=support.value if support is not None else None, **rows,
+        )  # fmt: skip
+        used = f"{result.report['attack']} ({result.report['support']})"
+        title = f"{model_path} under {used}, eps={eps}"
     report = result.report
     if as_json:
         typer.echo(json.dumps({**report, "curve": result.curve}, indent=2))
         return
-    table = Table(title=f"{model_path} under {report['attack']} ({report['support']}), eps={eps}")
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in report.items():

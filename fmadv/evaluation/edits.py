@@ -69,7 +69,7 @@ def edit_robustness(
         "budget": threat.budget,
         "flip_rate": float(flipped.mean()),
         "certified_share": float(certified.mean()),
-        "undecided_share": float(1 - flipped.mean() - certified.mean()),
+        "undecided_share": float((~flipped & ~certified).mean()),
         "clean_error": float(1 - correct.mean()),
         "adversarial_error": float((on_label * labels <= 0).mean()),
         "certified_accuracy": float(certified_right.mean()),

@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fmadv.checks import integer
 from fmadv.data import read_libfm
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
+from fmadv.evaluation.edits import edit_curve, edit_threat
 from fmadv.evaluation.robustness import flip_curve, line_search_scores
 from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
 from fmadv.metrics.classification import classification_report
 from fmadv.metrics.robustness import robustness_report
-from fmadv.plots import plot_flip_curves
+from fmadv.plots import plot_edit_curve, plot_flip_curves
 from fmadv.runs.data import (
     DataSpec,
     StreamedRows,
@@ -214,4 +216,52 @@ def robustness_fm(
     atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
     label = f"{model_path.parent.name} ({config.attack}, {config.support})"
     plot_flip_curves({label: curve}, files[2], title=f"{name}: flip rate against eps")
+    return RobustnessResult(report, curve, files)
+
+
+def edit_robustness_fm(
+    model_path: str | Path,
+    fields: tuple[str, ...],
+    budget: int = 1,
+    budgets: tuple[int, ...] = (0, 1, 2, 3, 4, 5),
+    input_file: Path | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+    device: str = "cpu",
+) -> RobustnessResult:
+    """A saved model under edits of whole features of ``fields`` (one-hot fields change
+    value, multi-valued ones toggle features): the greedy attack's flip rate and the
+    certified share at ``budget`` edits per row, and both against each of ``budgets``
+    (``robustness.json``, ``edit_curve.csv``, ``edit_curve.png`` in ``out``, by default
+    ``robustness/`` beside the model)."""
+    model_path = model_file(model_path)
+    model = FMEstimator.load(model_path, device=device)
+    feature_map = getattr(model, "feature_map_", None)
+    if feature_map is None:
+        raise ConfigError(
+            "edits name fields, and this model has no feature map: train it on a "
+            "registered dataset (--dataset) to attack it with --attack flips"
+        )
+    unknown = [name for name in fields if name not in feature_map.field_names]
+    if unknown or not fields:
+        raise ConfigError(
+            f"--fields must name fields of the model: got {', '.join(unknown) or 'none'}; "
+            f"the model has {', '.join(feature_map.field_names)}"
+        )
+    grid = sorted({integer("budget", b) for b in budgets} | {integer("budget", budget)})
+    name, rows = labelled_rows(model, input_file, dataset, data_dir)
+    threat = edit_threat(feature_map, fields, budget)
+    curve = edit_curve(model.model_, rows.X, rows.y, threat, grid)
+    summary = next(point for point in curve if point["budget"] == budget)
+    curve = [point for point in curve if point["budget"] in budgets]
+    report = {"model": str(model_path), "rows": name, "attack": "flips",
+              "fields": list(fields), **summary}  # fmt: skip
+    out = out or model_path.parent / "robustness"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "robustness.json", out / "edit_curve.csv", out / "edit_curve.png"]
+    write_json(files[0], report)
+    atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
+    title = f"{name}: edits of {', '.join(fields)}"
+    plot_edit_curve(curve, files[2], title=title)
     return RobustnessResult(report, curve, files)
