@@ -40,22 +40,28 @@ def plot_flip_curves(
     plt.close(fig)
 
 
-def plot_edit_curve(curve: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Flip rate (what the greedy attack achieves) and certified share (what no attack
-    can exceed) against the number of edits, and the undecided rows between them."""
+def plot_edit_curves(
+    curves: Mapping[str, Sequence[dict]], path: str | Path, title: str = ""
+) -> None:
+    """Against the number of edits, one colour per model: the share of rows the greedy
+    attack flips (solid) and the share not certified (dashed, an upper bound on what any
+    attack flips); the band between them is undecided."""
     plt = _pyplot()
-    fig, axis = plt.subplots(figsize=(6, 4))
-    budgets = [row["budget"] for row in curve]
-    flips = [row["flip_rate"] for row in curve]
-    certified = [1 - row["certified_share"] for row in curve]
-    axis.plot(budgets, flips, marker="o", label="flipped by the greedy attack")
-    axis.plot(budgets, certified, marker="s", label="not certified (upper bound)")
-    axis.fill_between(budgets, flips, certified, alpha=0.15, label="undecided")
+    fig, axis = plt.subplots(figsize=(6.5, 4))
+    for number, (label, curve) in enumerate(curves.items()):
+        colour = f"C{number}"
+        budgets = [row["budget"] for row in curve]
+        flips = [row["flip_rate"] for row in curve]
+        uncertified = [1 - row["certified_share"] for row in curve]
+        axis.plot(budgets, flips, marker="o", color=colour, label=f"{label}: flipped")
+        axis.plot(budgets, uncertified, "--", marker="s", color=colour,
+                  label=f"{label}: not certified")  # fmt: skip
+        axis.fill_between(budgets, flips, uncertified, color=colour, alpha=0.1)
     axis.set_xlabel("edits per row (b)")
     axis.set_ylabel("share of rows")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize=8)
     if title:
         axis.set_title(title)
     fig.tight_layout()

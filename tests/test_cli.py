@@ -60,6 +60,22 @@ def test_robustness_under_edits_of_whole_fields(trained, tmp_path):
     assert_user_error(result, "--fields must name fields", "colour", "segment")
 
 
+def test_training_against_edits(tmp_path):
+    out = tmp_path / "edits"
+    result = invoke(
+        "train", "--beta", "0.5", "--attack", "flips", "--budget", "2", "--edit-fields",
+        "segment,category", "--out", out, *QUICK,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = FMClassifier.load(out / "model.safetensors")
+    assert saved.attack == "flips" and list(saved.edit_fields) == ["segment", "category"]
+    assert "2 edits of segment, category" in saved.describe()
+    result = invoke("train", "--attack", "flips", "--beta", "0.5", "--out", tmp_path / "x")
+    assert_user_error(result, "needs the fields")
+    result = invoke("train", "--task", "ranking", "--budget", "2", "--out", tmp_path / "y")
+    assert_user_error(result, "--budget: not an option of --task ranking")
+
+
 def test_train_writes_model_log_and_summary(trained):
     assert (trained / "model.safetensors").is_file()
     lines = (trained / "metrics.jsonl").read_text().splitlines()

@@ -39,3 +39,39 @@ def test_flips_and_certificates_never_overlap_and_move_with_the_budget(trained):
     assert flips == sorted(flips) and flips[-1] > 0
     assert certified == sorted(certified, reverse=True)
     assert np.isclose(curve[2]["budget"], 2)
+
+
+def test_training_against_edits_halves_the_flip_rate(trained):
+    model, splits = trained
+    fields = ("gender", "age", "occupation")
+    adversarial = FMClassifier(
+        n_factors=8, epochs=3, random_state=0, beta=0.5, attack="flips", budget=1,
+        edit_fields=fields,
+    ).fit_splits(splits)  # fmt: skip
+    threat = edit_threat(splits.feature_map, fields, 1)
+    rows = splits.test
+    plain = edit_curve(model.model_, rows.X[:3000], rows.y[:3000], threat, [1])[0]
+    robust = edit_curve(adversarial.model_, rows.X[:3000], rows.y[:3000], threat, [1])[0]
+    assert robust["flip_rate"] < plain["flip_rate"] / 2
+    assert robust["certified_share"] > plain["certified_share"]
+
+
+def test_the_edit_objective_is_clean_plus_beta_times_the_edited_loss(trained):
+    import torch
+
+    from fmadv.losses import logistic
+    from fmadv.models.fm_edits import greedy_edits
+    from fmadv.sparse import SparseBatch
+    from fmadv.training.objectives import EditObjective
+
+    model, splits = trained
+    rows = splits.test.X[:500]
+    labels = torch.from_numpy(splits.test.y[:500]).float()
+    threat = edit_threat(splits.feature_map, ["gender", "age", "occupation"], 2)
+    value = EditObjective(threat, beta=0.7)(model.model_, SparseBatch(rows), labels, logistic)
+    edited = greedy_edits(model.model_, rows, -labels, threat).rows
+    with torch.no_grad():
+        clean = logistic(model.model_(SparseBatch(rows)), labels).mean()
+        attacked = logistic(model.model_(SparseBatch(edited)), labels).mean()
+    torch.testing.assert_close(value.detach(), clean + 0.7 * attacked)
+    assert attacked > clean  # the edits raise the loss

@@ -16,7 +16,6 @@ from rich.table import Table
 
 from fmadv.attacks import ATTACKS
 from fmadv.cli.common import (
-    AttackName,
     DataDir,
     Device,
     FMDataset,
@@ -53,6 +52,7 @@ from fmadv.runs.fm import (
     robustness_fm,
     train_fm,
 )
+from fmadv.training.objectives import EDITS
 from fmadv.training.ranking import SAMPLINGS
 
 ESTIMATORS = {"classification": FMClassifier, "ranking": FMRanker}
@@ -93,9 +93,9 @@ def make_estimator(task: str, options: dict, **fixed):
 
 
 ROBUSTNESS = defaults_of(robustness_fm)
-EDITS = defaults_of(edit_robustness_fm)
-# The robustness command's attacks: the registry's, and whole-feature edits.
-RobustnessAttack = choices("RobustnessAttack", [*ATTACKS, "flips"])
+EDIT_ROBUSTNESS = defaults_of(edit_robustness_fm)
+# The attacks of train and robustness: the registry's, and whole-feature edits.
+AttackOrEdits = choices("AttackOrEdits", [*ATTACKS, EDITS])
 ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
 
 
@@ -239,7 +239,17 @@ def train(
             "--eps", "--alpha", help="Attack budget in the unit box (FGSM: L-inf radius)."
         ),
     ] = FM["eps"],
-    attack: Annotated[AttackName, typer.Option(help="Attack that makes x_adv.")] = FM["attack"],
+    attack: Annotated[
+        AttackOrEdits,
+        typer.Option(help="Attack that makes x_adv; flips: edits of whole --edit-fields."),
+    ] = FM["attack"],
+    budget: Annotated[
+        int | None, typer.Option(min=1, help="--attack flips: edits per row [default: 1].")
+    ] = None,
+    edit_fields: Annotated[
+        str | None,
+        typer.Option(help="--attack flips: comma-separated fields the attacker edits."),
+    ] = None,
     support: Annotated[
         Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
     ] = FM["support"],
@@ -283,6 +293,7 @@ def train(
     each process takes its shard of every batch, and the first one writes the files."""
     # Every estimator parameter is an option of the same name (a test checks it); an
     # option left unset takes the default of the task's estimator.
+    edit_fields = tuple(f for f in edit_fields.split(",") if f) if edit_fields else None
     estimator = make_estimator(task.value, locals(), random_state=seed)
     data = DataSpec(
         dataset=dataset.value, data_dir=data_dir, train_file=train_file, valid_file=valid_file,
@@ -370,7 +381,7 @@ def robustness(
         typer.Option("--eps-grid", "--alphas", help="Comma-separated budgets for the curve."),
     ] = number_text(ROBUSTNESS["eps_grid"]),
     attack: Annotated[
-        RobustnessAttack | None,
+        AttackOrEdits | None,
         typer.Option(
             help="Attack; default: the one the model trained with. 'flips' edits whole "
             "features of --fields, at most --budget per row, with certificates."
@@ -385,10 +396,10 @@ def robustness(
     ] = None,
     budget: Annotated[
         int, typer.Option(min=0, help="--attack flips: edits per row for the summary.")
-    ] = EDITS["budget"],
+    ] = EDIT_ROBUSTNESS["budget"],
     budget_grid: Annotated[
         str, typer.Option(help="--attack flips: comma-separated edit budgets for the curve.")
-    ] = number_text(EDITS["budgets"]),
+    ] = number_text(EDIT_ROBUSTNESS["budgets"]),
     input_file: Annotated[
         Path | None, typer.Option("--input", help="Labelled libFM file to attack.")
     ] = None,
@@ -412,7 +423,7 @@ def robustness(
     attack's direction: on an FM a full step can overshoot and land on the safe side."""
     rows = {"input_file": input_file, "dataset": dataset.value if dataset is not None else None,
             "data_dir": data_dir, "out": out, "device": device}  # fmt: skip
-    if attack is not None and attack.value == "flips":
+    if attack is not None and attack.value == EDITS:
         budgets = tuple(int(b) for b in number_list(budget_grid, "--budget-grid"))
         named = tuple(name for name in (fields or "").split(",") if name)
         result = edit_robustness_fm(model_path, named, budget, budgets, **rows)

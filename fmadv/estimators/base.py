@@ -47,8 +47,16 @@ class Estimator:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Estimator:
-        """An estimator from saved parameters, earlier names included."""
-        return cls(**{cls.RENAMED.get(name, name): value for name, value in params.items()})
+        """An estimator from saved parameters, earlier names included (JSON keeps a
+        tuple as a list: a parameter whose default is a tuple gets one back)."""
+        defaults = inspect.signature(cls).parameters
+        named = {cls.RENAMED.get(name, name): value for name, value in params.items()}
+        return cls(**{
+            name: tuple(value)
+            if isinstance(value, list) and name in defaults
+            and isinstance(defaults[name].default, tuple) else value
+            for name, value in named.items()
+        })  # fmt: skip
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.get_params().items())

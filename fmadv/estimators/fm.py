@@ -91,10 +91,15 @@ class FMEstimator(Estimator):
         eps = check_linf_eps(self.eps if eps is None else eps)
         return self.adversarial_config().make_attack(eps, support)
 
-    def objective(self) -> Objective:
-        """Clean loss, or the adversarial objective when beta > 0 or adversarial_only."""
+    def objective(self, feature_map: Any = None) -> Objective:
+        """Clean loss, or the adversarial objective when beta > 0 or adversarial_only;
+        whole-feature edits (``attack="flips"``) resolve their fields in ``feature_map``."""
+        config = self.adversarial_config()
+        if config.edits:
+            config.objective()  # the checks that need no data
+            return config.edit_objective(feature_map) if feature_map is not None else None
         self.make_attack()  # the FM's budget check, also when training plain
-        return self.adversarial_config().objective()
+        return config.objective()
 
     def hooks(self) -> list[StepHook]:
         """Gradient noise when asked for (validated either way)."""
@@ -126,14 +131,21 @@ class FMEstimator(Estimator):
             kind += f" + gradient noise (eta={self.grad_noise}, {self.grad_noise_rows} rows)"
         return kind
 
-    def _train(self, batches, n_rows, n_features, evaluate, log_path, fit_options):
-        """A fresh model of ``n_features``, trained on ``batches`` through the fit loop."""
+    def _train(self, batches, n_rows, n_features, evaluate, log_path, fit_options, fields=None):
+        """A fresh model of ``n_features``, trained on ``batches`` through the fit loop
+        (``fields``: the feature map that whole-feature edits name fields of)."""
+        objective = self.objective(fields)
+        if objective is None:
+            raise ConfigError(
+                "--attack flips edits named fields: train the classifier on rows with a "
+                "feature map (a registered dataset, fit_splits, or fit(..., feature_map=))"
+            )
         generator = torch.Generator().manual_seed(self.random_state)
         self.model_ = FactorizationMachine(n_features, self.n_factors, self.init_std, generator)
         self.n_features_in_ = n_features
         self.history_: History = fit_loop(
             self.model_, batches, n_rows, evaluate, self.train_config(),
-            penalty=self.config(FMPenalty), objective=self.objective(), hooks=self.hooks(),
+            penalty=self.config(FMPenalty), objective=objective, hooks=self.hooks(),
             log_path=log_path, **fit_options,
         )  # fmt: skip
         return self
@@ -267,6 +279,10 @@ class FMClassifier(FMEstimator):
         with budget ``eps`` over ``support`` (see
         :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
         FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
+    budget, edit_fields
+        ``attack="flips"``: x_adv is the greedy attack of at most ``budget`` edits of
+        whole features of the fields ``edit_fields`` (named in the feature map given to
+        ``fit``).
     grad_noise, grad_noise_gamma, grad_noise_rows
         Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
         rows the batch touched (``"touched"``) or on every row (``"all"``).
@@ -300,6 +316,8 @@ class FMClassifier(FMEstimator):
         support: str = default(AdversarialConfig, "support"),
         adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
         attack_precision: str = default(AdversarialConfig, "attack_precision"),
+        budget: int = default(AdversarialConfig, "budget"),
+        edit_fields: tuple[str, ...] = default(AdversarialConfig, "edit_fields"),
         grad_noise: float = default(GradientNoise, "eta"),
         grad_noise_gamma: float = default(GradientNoise, "gamma"),
         grad_noise_rows: str = default(GradientNoise, "rows"),
@@ -316,18 +334,22 @@ class FMClassifier(FMEstimator):
         y: Any,
         eval_set: tuple[Any, Any] | None = None,
         log_path: str | Path | None = None,
+        feature_map: Any = None,
         **fit_options: Any,
     ) -> FMClassifier:
         """Learn the model from rows X and labels y; ``eval_set`` drives early stopping.
 
-        ``fit_options`` go to :func:`fmadv.training.loop.fit_loop` (progress callbacks,
-        checkpoint, resume, callbacks).
+        ``feature_map`` names the fields of X, for training against whole-feature edits
+        (``attack="flips"``). ``fit_options`` go to :func:`fmadv.training.loop.fit_loop`
+        (progress callbacks, checkpoint, resume, callbacks).
         """
         self.validate()
         X = check_rows(X, allow_real_valued=self.allow_real_valued)
         y = check_labels(y, X.shape[0])
         batches = shuffled_batches(X, y, self.batch_size)
-        return self._fit(batches, X.shape[0], X.shape[1], eval_set, log_path, fit_options)
+        return self._fit(
+            batches, X.shape[0], X.shape[1], eval_set, log_path, fit_options, feature_map
+        )
 
     def fit_stream(
         self,
@@ -341,15 +363,20 @@ class FMClassifier(FMEstimator):
         self.validate()
         batches = log.batch_source(self.batch_size)
         return self._fit(
-            batches, log.n_rows, log.feature_map.n_features, eval_set, log_path, fit_options
-        )
+            batches, log.n_rows, log.feature_map.n_features, eval_set, log_path, fit_options,
+            log.feature_map,
+        )  # fmt: skip
 
-    def _fit(self, batches, n_rows, n_features, eval_set, log_path, fit_options) -> FMClassifier:
+    def _fit(
+        self, batches, n_rows, n_features, eval_set, log_path, fit_options, feature_map=None
+    ) -> FMClassifier:
         evaluate = None
         if eval_set is not None:
             Xv = check_rows(eval_set[0], n_features, self.allow_real_valued)
             evaluate = classification_evaluator((Xv, check_labels(eval_set[1], Xv.shape[0])))
-        return self._train(batches, n_rows, n_features, evaluate, log_path, fit_options)
+        return self._train(
+            batches, n_rows, n_features, evaluate, log_path, fit_options, feature_map
+        )
 
     def validate(self) -> None:
         super().validate()
@@ -362,7 +389,10 @@ class FMClassifier(FMEstimator):
         """:meth:`fit` on ``splits.train``, early stopping on ``splits.valid``."""
         valid = splits.valid
         eval_set = (valid.X, valid.y) if valid is not None else None
-        return self.fit(splits.train.X, splits.train.y, eval_set=eval_set, **fit_options)
+        return self.fit(
+            splits.train.X, splits.train.y, eval_set=eval_set,
+            feature_map=splits.train.feature_map, **fit_options,
+        )  # fmt: skip
 
     def report(self, splits: Splits) -> dict[str, dict[str, float]]:
         """Accuracy, AUC, hinge and log loss on each split."""

@@ -22,7 +22,7 @@ from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
 from fmadv.metrics.classification import classification_report
 from fmadv.metrics.robustness import robustness_report
-from fmadv.plots import plot_edit_curve, plot_flip_curves
+from fmadv.plots import plot_edit_curves, plot_flip_curves
 from fmadv.runs.data import (
     DataSpec,
     StreamedRows,
@@ -187,7 +187,9 @@ def robustness_fm(
     check_linf_eps(eps)
     model = FMEstimator.load(model_path, device=device)
     config = model.adversarial_config()
-    config = replace(config, attack=attack or config.attack, support=support or config.support)
+    # A model trained against edits is attacked in the box by FGSM unless told otherwise.
+    trained_with = "fgsm" if config.edits else config.attack
+    config = replace(config, attack=attack or trained_with, support=support or config.support)
     name, rows = labelled_rows(model, input_file, dataset, data_dir)
     loss_fn = get_loss(model.loss)
 
@@ -263,5 +265,5 @@ def edit_robustness_fm(
     write_json(files[0], report)
     atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
     title = f"{name}: edits of {', '.join(fields)}"
-    plot_edit_curve(curve, files[2], title=title)
+    plot_edit_curves({model_path.parent.name: curve}, files[2], title=title)
     return RobustnessResult(report, curve, files)

@@ -22,13 +22,19 @@ from torch import nn
 
 from fmadv.attacks.base import Attack, make_attack
 from fmadv.attacks.core import attacked_forward, perturb_dense
-from fmadv.checks import nonnegative
+from fmadv.checks import integer, nonnegative
 from fmadv.errors import ConfigError
+from fmadv.evaluation.edits import edit_threat
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
-from fmadv.threat import DEFAULT_EPS, UNBOUNDED, UNIT_BOX, Bounds, unit_rows
+from fmadv.models.fm_edits import greedy_edits
+from fmadv.sparse import SparseBatch
+from fmadv.threat import DEFAULT_EPS, UNBOUNDED, UNIT_BOX, Bounds, EditThreat, unit_rows
 from fmadv.training.loop import Objective, clean_objective
 from fmadv.training.seeded import SeededGenerator
+
+#: The name of whole-feature edits among the training attacks.
+EDITS = "flips"
 
 
 def _check_weights(beta: float, clean_weight: float) -> None:
@@ -81,6 +87,28 @@ class AdversarialObjective:
 
 
 @dataclass
+class EditObjective:
+    """loss(x) + beta * loss(x_e), x_e the FM's rows after the greedy attack of
+    ``threat.budget`` whole-feature edits against each row's label
+    (:func:`~fmadv.models.fm_edits.greedy_edits`), made from the current model at every
+    step; or loss(x_e) alone."""
+
+    threat: EditThreat
+    beta: float = 0.5
+    adversarial_only: bool = False
+
+    def __post_init__(self) -> None:
+        _check_weights(self.beta, 1.0)
+
+    def __call__(self, model, inputs: SparseBatch, labels: torch.Tensor, loss_fn: LossFn):
+        edited = greedy_edits(model, inputs.csr, -labels, self.threat).rows
+        adversarial = loss_fn(model(SparseBatch(edited, inputs.device)), labels).mean()
+        if self.adversarial_only:
+            return adversarial
+        return loss_fn(model(inputs), labels).mean() + self.beta * adversarial
+
+
+@dataclass
 class AdversarialConfig:
     """What adversarial training adds to a model's training: how x_adv is made and how
     much it weighs. The defaults train a plain model (beta = 0).
@@ -99,6 +127,9 @@ class AdversarialConfig:
         Train on loss(x_adv) alone (learning with an adversary).
     attack_precision
         ``"float32"`` or ``"bfloat16"``: the type of the FM's attack mask product.
+    budget, edit_fields
+        ``attack="flips"``: at most ``budget`` edits of whole features of the named
+        fields per row (:data:`EDITS`; eps and support do not apply).
     """
 
     beta: float = 0.0
@@ -107,6 +138,8 @@ class AdversarialConfig:
     support: str = "all"
     adversarial_only: bool = False
     attack_precision: str = "float32"
+    budget: int = 1
+    edit_fields: tuple[str, ...] = ()
 
     @property
     def is_plain(self) -> bool:
@@ -116,9 +149,37 @@ class AdversarialConfig:
         """The attack, optionally at another budget or support."""
         return make_attack(self.attack, self.eps if eps is None else eps, support or self.support)
 
+    @property
+    def edits(self) -> bool:
+        """Whether x_adv comes from whole-feature edits rather than an input attack."""
+        return self.attack == EDITS
+
+    def edit_objective(self, feature_map) -> Objective:
+        """The clean objective, or :class:`EditObjective` over ``feature_map``'s fields."""
+        if self.is_plain:
+            return clean_objective
+        if feature_map is None:
+            raise ConfigError(
+                "--attack flips edits named fields: train on a dataset with a feature map"
+            )
+        unknown = [name for name in self.edit_fields if name not in feature_map.field_names]
+        if unknown:
+            raise ConfigError(
+                f"unknown edit fields {', '.join(unknown)}; the data has "
+                f"{', '.join(feature_map.field_names)}"
+            )
+        threat = edit_threat(feature_map, self.edit_fields, self.budget)
+        return EditObjective(threat, self.beta, self.adversarial_only)
+
     def objective(self, bounds: Bounds = UNIT_BOX) -> Objective:
         """The clean objective, or :class:`AdversarialObjective`; every option is checked
-        either way, so that a bad one fails before any data is read."""
+        either way, so that a bad one fails before any data is read. With edits (whose
+        fields need the data's feature map: :meth:`edit_objective`), only the check."""
+        if self.edits:
+            integer("budget", self.budget, 1)
+            if not self.edit_fields:
+                raise ConfigError("--attack flips needs the fields the attacker edits")
+            return clean_objective
         if self.attack_precision not in PRECISIONS:
             raise ConfigError(
                 f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
@@ -133,6 +194,10 @@ class AdversarialConfig:
         """plain, adversarial or adversarial-only, with the attack's settings."""
         if self.is_plain:
             return "plain"
+        if self.edits:
+            settings = f"{self.budget} edits of {', '.join(self.edit_fields)}"
+            kind = "adversarial-only" if self.adversarial_only else f"adversarial, beta={self.beta}"
+            return f"{kind} ({settings})"
         settings = f"{self.attack}, eps={self.eps}, {self.support}"
         if self.adversarial_only:
             return f"adversarial-only ({settings})"
