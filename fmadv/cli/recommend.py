@@ -136,6 +136,17 @@ def compare_topk_command(
             "or only those the user has (active)."
         ),
     ] = COMPARE["support"],
+    edit_budgets: Annotated[
+        str | None,
+        typer.Option(
+            help="Numbers of whole-feature profile edits for the stability figure "
+            "(comma-separated); default: 1,2 when users have side fields."
+        ),
+    ] = None,
+    edit_fields: Annotated[
+        str | None,
+        typer.Option(help="User fields the profile edits change; default: every side field."),
+    ] = None,
     stability_users: Annotated[
         int, typer.Option(help="Users whose lists are attacked for the stability figure.")
     ] = COMPARE["stability_users"],
@@ -166,6 +177,9 @@ def compare_topk_command(
     run = compare_models(
         models, out, k=k, judge=judge, eps_grid=number_list(eps_grid, "--eps-grid"),
         support=support.value, stability_users=stability_users, factors=factors, seed=seed,
+        edit_budgets=None if edit_budgets is None
+        else tuple(int(b) for b in number_list(edit_budgets, "--edit-budgets")),
+        edit_fields=None if edit_fields is None else tuple(f for f in edit_fields.split(",") if f),
         data_dir=data_dir, tune=tune, tune_budget=tune_budget,
     )  # fmt: skip
     if run.tuning:

@@ -165,10 +165,10 @@ def greedy_edits(
                     flips.append((chosen[had].cpu().numpy(), old[had].cpu().numpy()))
         scores = scores + best * direction
         n_edits[moving.cpu().numpy()] += 1
-    return EditResult(_flip(rows, flips), scores, n_edits)
+    return EditResult(flip(rows, flips), scores, n_edits)
 
 
-def _flip(rows: sp.csr_matrix, flips) -> sp.csr_matrix:
+def flip(rows: sp.csr_matrix, flips) -> sp.csr_matrix:
     """``rows`` with the listed (row, feature) entries flipped between 0 and 1."""
     if not flips:
         return rows.copy()

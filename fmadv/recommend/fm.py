@@ -22,7 +22,9 @@ from fmadv.data.interactions import Interactions
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.recommend.base import Recommender
+from fmadv.recommend.edits import EditedFMRecommender
 from fmadv.sparse import PairBatch
+from fmadv.threat import EditThreat
 
 # (user, item) rows attacked at once: the users of a block times the catalogue.
 ROWS_PER_CALL = 1 << 18
@@ -87,7 +89,10 @@ class FMRecommender(Recommender):
         self._check_fitted()
         return self.user_table_, self.item_table_
 
-    def under_attack(self, attack: Attack, k: int = 10) -> AttackedFMRecommender:
+    def under_attack(self, attack: Attack | EditThreat, k: int = 10) -> Recommender:
+        """The users' profiles attacked: an input attack, or whole-feature edits."""
+        if isinstance(attack, EditThreat):
+            return EditedFMRecommender(self, attack, k).fit()
         return AttackedFMRecommender(self, attack, k).fit()
 
 

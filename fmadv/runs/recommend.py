@@ -17,6 +17,7 @@ from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
+from fmadv.recommend.edits import profile_threat
 from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.tuning import (
     DEFAULT_BUDGET_SECONDS,
@@ -102,6 +103,8 @@ def compare_models(
     judge: str | None = None,
     eps_grid: tuple[float, ...] = (0.0003, 0.003),
     support: str = "all",
+    edit_budgets: tuple[int, ...] | None = None,
+    edit_fields: tuple[str, ...] | None = None,
     stability_users: int = 200,
     factors: int = 64,
     seed: int = 0,
@@ -113,8 +116,10 @@ def compare_models(
     ``als``, ``bpr``, ``itemknn``, in any mix) on the data and split the first FM was
     trained on, and write the report into ``out``.
 
-    Each FM's lists are also attacked with FGSM at each budget of ``eps_grid`` for the
-    stability figure; ``factors`` and ``seed`` configure the learned baselines. With
+    Each FM's lists are also attacked with FGSM at each budget of ``eps_grid``, and by
+    each number of whole-feature profile edits of ``edit_budgets`` (of the user fields
+    ``edit_fields``; default: 1 and 2 edits of every user side field, when the data has
+    some), for the stability figures; ``factors`` and ``seed`` configure the learned baselines. With
     ``tune``, each baseline that declares a tuning grid is first tuned for NDCG@k on the
     first FM's validation split (at most ``tune_budget`` seconds each, see
     :func:`fmadv.recommend.tuning.tune`) and compared with the values that won;
@@ -145,6 +150,7 @@ def compare_models(
             options = _accepted(name, {"factors": factors, "random_state": seed})
         recommenders[name] = make_baseline(name, **options).fit(interactions)
     attacks = {f"fgsm {support} {e:g}": make_attack("fgsm", e, support) for e in steps}
+    attacks |= _profile_edits(interactions, edit_budgets, edit_fields)
     comparison = compare_topk(
         recommenders, interactions, splits.test, k=k, judge=judge, attacks=attacks,
         stability_users=stability_users,
@@ -210,3 +216,17 @@ def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]
     if not loaded:
         raise ConfigError("give at least one FM model file: it defines the dataset and split")
     return loaded, baselines
+
+
+def _profile_edits(interactions, budgets, fields) -> dict:
+    """{label: edit threat} of the profile-edit stability figures."""
+    if budgets is None:
+        has_sides = any(
+            interactions.feature_map.field(name).size != interactions.n_users
+            for name in interactions.user_fields
+        )
+        budgets = (1, 2) if has_sides or fields else ()
+    return {
+        f"{b} profile edit{'s' if b > 1 else ''}": profile_threat(interactions, int(b), fields)
+        for b in budgets
+    }

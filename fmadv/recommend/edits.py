@@ -1,0 +1,142 @@
+"""An FM recommender whose users edit whole features of their own profiles.
+
+A user who changes their age or occupation (or toggles a feature of a multi-valued
+field) moves their x V by an edit's move u_e. Each score is the user table's row times
+the item table's, and the item table's column of the user part is all ones, so the gap
+between two items' scores moves by <u_e, s_i - s_j> (s: the items' x V): the user's own
+terms cancel. The attacker raises the mean score of the user's other unseen items
+against the mean score of the user's clean top k; that gain is linear in x V, so each
+edit's share of it is exact and additive, and the b edits with the largest gains (at
+most one per field) are its exact maximum. The edited profiles are then ranked as any
+other (:meth:`Recommender.recommend` on the edited user table).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fmadv.errors import ConfigError
+from fmadv.evaluation.edits import edit_threat
+from fmadv.models.fm_edits import flip
+from fmadv.recommend.base import Recommender
+from fmadv.threat import EditThreat
+
+
+def profile_threat(interactions, budget: int, fields: tuple[str, ...] | None = None):
+    """Edits of the users' side fields (default: every user field but the one naming
+    the user, which has a value per user)."""
+    if fields is None:
+        fields = tuple(
+            name
+            for name in interactions.user_fields
+            if interactions.feature_map.field(name).size != interactions.n_users
+        )
+    unknown = [name for name in fields if name not in interactions.user_fields]
+    if unknown or not fields:
+        raise ConfigError(
+            f"profile edits take user fields ({', '.join(interactions.user_fields)}); "
+            f"got {', '.join(unknown) or 'none'}"
+        )
+    return edit_threat(interactions.feature_map, fields, budget)
+
+
+class EditedFMRecommender(Recommender):
+    """The users of a fitted :class:`~fmadv.recommend.fm.FMRecommender` after their b
+    most harmful profile edits (see the module's docstring); ``k``: the clean list the
+    edits aim at."""
+
+    def __init__(self, base, threat: EditThreat, k: int = 10):
+        self.base = base
+        self.threat = threat
+        self.k = k
+        self.name = f"{base.name} under {threat.budget} profile edits"
+
+    def _fit(self, interactions) -> None:
+        self.base._check_fitted()
+
+    def fit(self, interactions=None) -> EditedFMRecommender:
+        """Reuse the base recommender's interactions (``interactions`` is ignored)."""
+        self.interactions_ = self.base.interactions_
+        return self
+
+    def edited_profiles(self) -> sp.csr_matrix:
+        """Every user's features after the edits."""
+        inter, fm = self.interactions_, self.base.model.model_
+        users = np.arange(inter.n_users)
+        rows = sp.csr_matrix(inter.user_features, dtype=np.float32)
+        top_ids, _ = self.base.recommend(users, k=min(self.k, inter.n_items))
+        _, item_table = self.base.tables()
+        items = item_table[:, : fm.n_factors].double().cpu()
+        # The gain direction per user: mean x V of the other unseen items minus that of
+        # the clean top k (the top k holds no seen item).
+        found = top_ids >= 0
+        top = sp.csr_matrix(
+            (np.ones(found.sum()), (np.nonzero(found)[0], top_ids[found])),
+            (inter.n_users, inter.n_items),
+        )
+        seen = sp.csr_matrix(inter.seen, dtype=np.float64)
+        seen.data[:] = 1
+        in_top = np.asarray(top.sum(1)).ravel()
+        rest_count = inter.n_items - np.asarray(seen.sum(1)).ravel() - in_top
+        top_sum, seen_sum = (torch.from_numpy(m @ items.numpy()) for m in (top, seen))
+        rest_sum = items.sum(0) - seen_sum - top_sum
+        direction = (
+            rest_sum / torch.from_numpy(rest_count.clip(1))[:, None]
+            - top_sum / (torch.from_numpy(in_top.clip(1))[:, None])
+        )
+        return _best_edits(fm, rows, direction, self.threat)
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        if not hasattr(self, "user_table_"):
+            fm, inter = self.base.model.model_, self.interactions_
+            self.user_table_, _ = fm.side_tables(self.edited_profiles(), inter.item_features)
+        return self.user_table_, self.base.tables()[1]
+
+    def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
+        users, item_table = self.tables()
+        chosen = users[torch.as_tensor(np.asarray(user_ids, dtype=np.int64))]
+        if items is not None:
+            item_table = item_table[torch.as_tensor(np.asarray(items, dtype=np.int64))]
+        return chosen @ item_table.T
+
+
+def _best_edits(fm, rows: sp.csr_matrix, direction: torch.Tensor, threat: EditThreat):
+    """Each row after its at most b edits with the largest gains <u_e, direction> > 0,
+    at most one per field (the exact maximum: the gains add up)."""
+    V = fm.factors.detach().double().cpu()
+    n_rows = rows.shape[0]
+    gains, moves = [], []  # per candidate group: (rows x 1) best gain and its flips
+    if threat.toggles:
+        toggles = np.asarray(threat.toggles)
+        x = rows[:, toggles].toarray()
+        gain = (1 - 2 * x) * (direction @ V[toggles].T).numpy()
+        for position, feature in enumerate(toggles):
+            gains.append(gain[:, position])
+            moves.append([np.full(n_rows, feature)])
+    for offset, size in threat.choices:
+        block = rows[:, offset : offset + size].tocsr()
+        has = np.diff(block.indptr) > 0
+        current = np.full(n_rows, -1)
+        current[has] = offset + block.indices[block.indptr[:-1][has]]
+        values = (direction @ V[offset : offset + size].T).numpy()
+        base = np.where(has, (direction * V[np.maximum(current, 0)]).sum(1).numpy(), 0.0)
+        gain = values - base[:, None]
+        gain[np.arange(n_rows)[has], current[has] - offset] = -np.inf
+        best = gain.argmax(1)
+        gains.append(gain[np.arange(n_rows), best])
+        moves.append([offset + best, current])
+    gain = np.stack(gains, 1)
+    order = np.argsort(-gain, axis=1, kind="stable")[:, : threat.budget]
+    flips = []
+    for slot in range(order.shape[1]):
+        chosen = order[:, slot]
+        takes = gain[np.arange(n_rows), chosen] > 0
+        for group in np.unique(chosen[takes]):
+            who = np.flatnonzero(takes & (chosen == group))
+            for features in moves[group]:
+                real = features[who] >= 0
+                flips.append((who[real], features[who][real]))
+    return flip(rows, flips)

@@ -1,0 +1,81 @@
+"""Profile edits against an FM recommender's lists (MovieLens-100K): the chosen edits
+are the exact worst case of the attacker's objective, checked against every profile."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fmadv.estimators.fm import FMClassifier
+from fmadv.recommend import Interactions
+from fmadv.recommend.edits import profile_threat
+from fmadv.recommend.fm import FMRecommender
+
+
+@pytest.fixture(scope="module")
+def recommender(data_dir_with):
+    from fmadv.data import load_dataset
+
+    splits = load_dataset(
+        "movielens-100k", data_dir_with("movielens-100k"), split="u1",
+        side_features=["gender", "age", "occupation"],
+    )  # fmt: skip
+    model = FMClassifier(n_factors=8, epochs=3, random_state=0).fit_splits(splits)
+    recommender = FMRecommender(model).fit(Interactions.from_splits(splits))
+    recommender.test_rows = splits.test
+    return recommender
+
+
+def objective(base, profile: sp.csr_matrix, user: int, top: np.ndarray) -> float:
+    """Mean score of the user's other unseen items minus that of the clean top k."""
+    inter = base.interactions_
+    users, items = base.model.model_.side_tables(profile, inter.item_features)
+    scores = (users.double() @ items.double().T).numpy()[0]
+    rest = np.ones(inter.n_items, bool)
+    rest[inter.seen[user].indices] = False
+    rest[top] = False
+    return float(scores[rest].mean() - scores[top].mean())
+
+
+@pytest.mark.parametrize("budget", [1, 2])
+def test_the_edits_are_the_worst_case_of_the_objective(recommender, budget):
+    inter = recommender.interactions_
+    threat = profile_threat(inter, budget)
+    assert len(threat.choices) == 3 and not threat.toggles  # gender, age, occupation
+    edited = recommender.under_attack(threat, k=10)
+    profiles = edited.edited_profiles()
+    fields = threat.choices
+    for user in (0, 17, 400):
+        top = recommender.recommend([user], k=10)[0][0]
+        x = inter.user_features[user].toarray()[0]
+        best = -np.inf
+        for chosen in itertools.chain.from_iterable(
+            itertools.combinations(fields, b) for b in range(budget + 1)
+        ):
+            for values in itertools.product(*[range(size) for _, size in chosen]):
+                y = x.copy()
+                for (offset, size), value in zip(chosen, values, strict=True):
+                    y[offset : offset + size] = 0
+                    y[offset + value] = 1
+                best = max(best, objective(recommender, sp.csr_matrix(y), user, top))
+        got = objective(recommender, profiles[user], user, top)
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
+        changed = sum(
+            (profiles[user, o : o + s].toarray() != x[o : o + s]).any() for o, s in fields
+        )
+        assert changed <= budget
+
+
+def test_profile_edits_give_stability_columns(recommender):
+    from fmadv.recommend.compare import compare_topk
+
+    inter = recommender.interactions_
+    attacks = {f"edits {b}": profile_threat(inter, b) for b in (1, 3)}
+    comparison = compare_topk(
+        {"fm": recommender}, inter, recommender.test_rows, k=10, attacks=attacks
+    )
+    row = comparison.models.loc["fm"]
+    assert 0 <= row["stability edits 3"] <= row["stability edits 1"] < 1
