@@ -57,7 +57,7 @@ def test_robustness_under_edits_of_whole_fields(trained, tmp_path):
         "robustness.json", "edit_curve.csv", "edit_curve.png",
     }  # fmt: skip
     result = invoke("robustness", trained, "--attack", "flips", "--fields", "colour")
-    assert_user_error(result, "--fields must name fields", "colour", "segment")
+    assert_user_error(result, "edits name fields", "colour", "segment")
 
 
 def test_training_against_edits(tmp_path):

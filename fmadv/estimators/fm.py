@@ -96,7 +96,7 @@ class FMEstimator(Estimator):
         whole-feature edits (``attack="flips"``) resolve their fields in ``feature_map``."""
         config = self.adversarial_config()
         if config.edits:
-            config.objective()  # the checks that need no data
+            config.check_edits()
             return config.edit_objective(feature_map) if feature_map is not None else None
         self.make_attack()  # the FM's budget check, also when training plain
         return config.objective()

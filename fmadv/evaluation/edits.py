@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fmadv.errors import ConfigError
 from fmadv.evaluation.predict import in_batches
 from fmadv.models.fm import FactorizationMachine
 from fmadv.models.fm_edits import edit_certificate, greedy_edits
@@ -79,6 +80,12 @@ def edit_robustness(
 def edit_threat(feature_map, fields: Sequence[str], budget: int) -> EditThreat:
     """The edits of the named fields of ``feature_map``: each feature of a multi-valued
     field toggles, each single-valued field changes value."""
+    unknown = [name for name in fields if name not in feature_map.field_names]
+    if unknown or not fields:
+        raise ConfigError(
+            f"edits name fields of the data: got {', '.join(unknown) or 'none'}; the "
+            f"fields are {', '.join(feature_map.field_names)}"
+        )
     toggles, choices = [], []
     for name in fields:
         field = feature_map.field(name)

@@ -93,9 +93,9 @@ class FactorizationMachine(Attackable, nn.Module):
         # them once, so that each table gets one sparse gradient, not a sum of two to
         # coalesce. The gathered rows serve while the rows, the parameters' versions
         # and the grad mode are unchanged, and until a backward pass goes through them.
-        key = (id(rows), self.factors._version, self.linear._version, torch.is_grad_enabled())
+        key = (self.factors._version, self.linear._version, torch.is_grad_enabled())
         cached = self.__dict__.get("_gathered")
-        if cached is not None and cached[0] == key and cached[1] is rows:
+        if cached is not None and cached[1] is rows and cached[0] == key:
             return cached[2]
         V = gather_rows(self.factors, rows)
         gathered = V, gather_rows(self.linear, rows), _squared_norms(V)

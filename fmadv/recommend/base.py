@@ -111,14 +111,14 @@ class Recommender(ABC):
         if not 1 <= k <= n_candidates:
             raise ConfigError(f"k must lie in [1, {n_candidates}] (the candidate items), got {k}")
         seen = self.interactions_.seen if user_items is None else sp.csr_matrix(user_items)
+        tables = self.tables()
+        if tables is not None:
+            return _search(tables, users, seen if filter_seen else None, candidates, k)
         position = None
         if candidates is not None:
             position = np.full(n_items, -1, dtype=np.int64)
             position[candidates] = np.arange(len(candidates))
 
-        tables = self.tables()
-        if tables is not None:
-            return _search(tables, users, seen if filter_seen else None, candidates, k)
         batch_size = batch_size or max(1, BLOCK_SCORES // n_candidates)
         all_ids, all_scores = [], []
         for start in range(0, len(users), batch_size):

@@ -33,11 +33,11 @@ def profile_threat(interactions, budget: int, fields: tuple[str, ...] | None = N
             for name in interactions.user_fields
             if interactions.feature_map.field(name).size != interactions.n_users
         )
-    unknown = [name for name in fields if name not in interactions.user_fields]
-    if unknown or not fields:
+    others = [name for name in fields if name not in interactions.user_fields]
+    if others:
         raise ConfigError(
-            f"profile edits take user fields ({', '.join(interactions.user_fields)}); "
-            f"got {', '.join(unknown) or 'none'}"
+            f"profile edits change user fields ({', '.join(interactions.user_fields)}), "
+            f"not {', '.join(others)}"
         )
     return edit_threat(interactions.feature_map, fields, budget)
 

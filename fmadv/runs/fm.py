@@ -211,14 +211,11 @@ def robustness_fm(
         "support": config.support,
         **summary,
     }
-    out = out or model_path.parent / "robustness"
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "robustness.json", out / "flip_curve.csv", out / "flip_curve.png"]
-    write_json(files[0], report)
-    atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
     label = f"{model_path.parent.name} ({config.attack}, {config.support})"
-    plot_flip_curves({label: curve}, files[2], title=f"{name}: flip rate against eps")
-    return RobustnessResult(report, curve, files)
+    return _write_robustness(
+        out or model_path.parent / "robustness", "flip_curve", report, curve,
+        lambda path: plot_flip_curves({label: curve}, path, title=f"{name}: flip rate against eps"),
+    )  # fmt: skip
 
 
 def edit_robustness_fm(
@@ -245,25 +242,26 @@ def edit_robustness_fm(
             "edits name fields, and this model has no feature map: train it on a "
             "registered dataset (--dataset) to attack it with --attack flips"
         )
-    unknown = [name for name in fields if name not in feature_map.field_names]
-    if unknown or not fields:
-        raise ConfigError(
-            f"--fields must name fields of the model: got {', '.join(unknown) or 'none'}; "
-            f"the model has {', '.join(feature_map.field_names)}"
-        )
+    threat = edit_threat(feature_map, fields, budget)
     grid = sorted({integer("budget", b) for b in budgets} | {integer("budget", budget)})
     name, rows = labelled_rows(model, input_file, dataset, data_dir)
-    threat = edit_threat(feature_map, fields, budget)
     curve = edit_curve(model.model_, rows.X, rows.y, threat, grid)
     summary = next(point for point in curve if point["budget"] == budget)
     curve = [point for point in curve if point["budget"] in budgets]
     report = {"model": str(model_path), "rows": name, "attack": "flips",
               "fields": list(fields), **summary}  # fmt: skip
-    out = out or model_path.parent / "robustness"
+    title = f"{name}: edits of {', '.join(fields)}"
+    return _write_robustness(
+        out or model_path.parent / "robustness", "edit_curve", report, curve,
+        lambda path: plot_edit_curves({model_path.parent.name: curve}, path, title=title),
+    )  # fmt: skip
+
+
+def _write_robustness(out: Path, stem: str, report: dict, curve: list, plot) -> RobustnessResult:
+    """``robustness.json``, ``<stem>.csv`` and ``<stem>.png`` (drawn by ``plot``)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "robustness.json", out / "edit_curve.csv", out / "edit_curve.png"]
+    files = [out / "robustness.json", out / f"{stem}.csv", out / f"{stem}.png"]
     write_json(files[0], report)
     atomic_write(files[1], lambda t: pd.DataFrame(curve).to_csv(t, index=False))
-    title = f"{name}: edits of {', '.join(fields)}"
-    plot_edit_curves({model_path.parent.name: curve}, files[2], title=title)
+    plot(files[2])
     return RobustnessResult(report, curve, files)

@@ -154,32 +154,30 @@ class AdversarialConfig:
         """Whether x_adv comes from whole-feature edits rather than an input attack."""
         return self.attack == EDITS
 
+    def check_edits(self) -> None:
+        """The checks of whole-feature edits that need no data."""
+        integer("budget", self.budget, 1)
+        if not self.edit_fields:
+            raise ConfigError("--attack flips needs the fields the attacker edits")
+
     def edit_objective(self, feature_map) -> Objective:
         """The clean objective, or :class:`EditObjective` over ``feature_map``'s fields."""
+        self.check_edits()
         if self.is_plain:
             return clean_objective
         if feature_map is None:
             raise ConfigError(
                 "--attack flips edits named fields: train on a dataset with a feature map"
             )
-        unknown = [name for name in self.edit_fields if name not in feature_map.field_names]
-        if unknown:
-            raise ConfigError(
-                f"unknown edit fields {', '.join(unknown)}; the data has "
-                f"{', '.join(feature_map.field_names)}"
-            )
         threat = edit_threat(feature_map, self.edit_fields, self.budget)
         return EditObjective(threat, self.beta, self.adversarial_only)
 
     def objective(self, bounds: Bounds = UNIT_BOX) -> Objective:
         """The clean objective, or :class:`AdversarialObjective`; every option is checked
-        either way, so that a bad one fails before any data is read. With edits (whose
-        fields need the data's feature map: :meth:`edit_objective`), only the check."""
+        either way, so that a bad one fails before any data is read. Edits name fields of
+        the data: :meth:`edit_objective`."""
         if self.edits:
-            integer("budget", self.budget, 1)
-            if not self.edit_fields:
-                raise ConfigError("--attack flips needs the fields the attacker edits")
-            return clean_objective
+            raise ConfigError("whole-feature edits need the data's feature map")
         if self.attack_precision not in PRECISIONS:
             raise ConfigError(
                 f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
