@@ -76,6 +76,19 @@ def test_training_against_edits(tmp_path):
     assert_user_error(result, "--budget: not an option of --task ranking")
 
 
+def test_push_an_item_into_a_users_list(trained):
+    outcomes = [
+        invoke("recommend", trained, "--users", "3", "--push", item, "--budget", "2")
+        for item in range(12)
+    ]
+    answered = [r for r in outcomes if r.exit_code == 0]
+    assert answered and all("certified: no" in r.stdout for r in answered)
+    refused = [r for r in outcomes if r.exit_code != 0]
+    assert all("has already seen item" in r.stderr for r in refused)
+    result = invoke("recommend", trained, "--users", "3,4", "--push", 1)
+    assert_user_error(result, "--push attacks one user")
+
+
 def test_train_writes_model_log_and_summary(trained):
     assert (trained / "model.safetensors").is_file()
     lines = (trained / "metrics.jsonl").read_text().splitlines()

@@ -79,3 +79,48 @@ def test_profile_edits_give_stability_columns(recommender):
     )
     row = comparison.models.loc["fm"]
     assert 0 <= row["stability edits 3"] <= row["stability edits 1"] < 1
+
+
+def test_push_never_beats_brute_force_and_the_certificate_never_fails(recommender):
+    from fmadv.recommend.edits import push
+
+    inter = recommender.interactions_
+    threat = profile_threat(inter, 3)
+    fields = threat.choices
+    rng = np.random.default_rng(0)
+    checked = 0
+    for user in rng.choice(inter.n_users, 6, replace=False):
+        unseen = np.flatnonzero(inter.seen[user].toarray()[0] == 0)
+        top = set(recommender.recommend([user], k=10)[0][0])
+        for item in rng.choice([i for i in unseen if i not in top], 3, replace=False):
+            result = push(recommender, int(user), int(item), threat, k=10)
+            exact = _fewest_edits(recommender, int(user), int(item), fields, unseen)
+            assert result.at_least <= (exact if exact is not None else 4)
+            if result.edits is not None:
+                assert exact is not None and result.edits >= exact
+                assert item in recommender_top(recommender, result.profile, unseen)
+            checked += exact is not None
+    assert checked > 0  # some targets can be pushed in
+
+
+def recommender_top(recommender, profile, unseen, k=10):
+    fm, inter = recommender.model.model_, recommender.interactions_
+    users, items = fm.side_tables(profile, inter.item_features)
+    scores = (users.double() @ items.double().T).numpy()[0]
+    scores[np.setdiff1d(np.arange(len(scores)), unseen)] = -np.inf
+    return set(np.argsort(-scores)[:k])
+
+
+def _fewest_edits(recommender, user, item, fields, unseen):
+    """The least number of changed fields that brings the item into the top 10."""
+    x = recommender.interactions_.user_features[user].toarray()[0]
+    for budget in range(len(fields) + 1):
+        for chosen in itertools.combinations(fields, budget):
+            for values in itertools.product(*[range(size) for _, size in chosen]):
+                y = x.copy()
+                for (offset, size), value in zip(chosen, values, strict=True):
+                    y[offset : offset + size] = 0
+                    y[offset + value] = 1
+                if item in recommender_top(recommender, sp.csr_matrix(y), unseen):
+                    return budget
+    return None

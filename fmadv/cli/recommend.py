@@ -24,7 +24,13 @@ from fmadv.cli.common import (
 )
 from fmadv.errors import ConfigError
 from fmadv.recommend.tuning import tuning_summary
-from fmadv.runs.recommend import check_list_format, compare_models, recommend_lists, write_lists
+from fmadv.runs.recommend import (
+    check_list_format,
+    compare_models,
+    push_item,
+    recommend_lists,
+    write_lists,
+)
 
 COMPARE_MODEL_COLUMNS = ("model", "ndcg", "recall", "hit_rate", "auc", "coverage", "novelty",
                          "own_preference")  # fmt: skip
@@ -72,6 +78,19 @@ def recommend(
         Path | None,
         typer.Option(help="Write the lists to .csv, .parquet or .json; default: print them."),
     ] = None,
+    push: Annotated[
+        int | None,
+        typer.Option(
+            metavar="ITEM",
+            help="Instead of lists: the fewest edits of the (one) user's profile that bring "
+            "this item into the top k, found greedily, and the certified least number.",
+        ),
+    ] = None,
+    budget: Annotated[int, typer.Option(min=1, help="--push: the most edits tried.")] = 3,
+    edit_fields: Annotated[
+        str | None,
+        typer.Option(help="--push: the user fields edited; default: every side field."),
+    ] = None,
     data_dir: DataDir = None,
     device: Device = "cpu",
 ) -> None:
@@ -83,6 +102,13 @@ def recommend(
         raw_users = [int(u) for u in users.split(",") if u.strip()]
     except ValueError:
         raise ConfigError(f"--users must be comma-separated integer ids, got {users!r}") from None
+    if push is not None:
+        if len(raw_users) != 1:
+            raise ConfigError("--push attacks one user: give --users with one id")
+        fields = None if edit_fields is None else tuple(f for f in edit_fields.split(",") if f)
+        found = push_item(model_path, raw_users[0], push, k, budget, fields, data_dir, device)
+        _print_push(found)
+        return
     table = recommend_lists(model_path, raw_users, k, include_seen, data_dir, device)
     n_users = table["user_id"].nunique()
     if output is not None:
@@ -99,6 +125,25 @@ def recommend(
     console.print(rich_table)
     if n_users > SHOWN_USERS:
         console.print(f"(first {SHOWN_USERS} of {n_users} users; --output writes them all)")
+
+
+def _print_push(found: dict) -> None:
+    where = f"item {found['item']} into user {found['user']}'s top {found['k']}"
+    if found["edits"] is None:
+        console.print(f"no {_edits(found['budget'])} found that bring {where}")
+    else:
+        console.print(f"{_edits(found['edits'])} bring {where}")
+        console.print(f"  remove: {', '.join(found['removed']) or '-'}")
+        console.print(f"  add:    {', '.join(found['added']) or '-'}")
+    bound = found["at_least"]
+    if bound > found["budget"]:
+        console.print(f"certified: no {_edits(found['budget'])} or fewer can do it")
+    else:
+        console.print(f"certified: no fewer than {_edits(bound)} can do it")
+
+
+def _edits(count: int) -> str:
+    return f"{count} edit{'' if count == 1 else 's'}"
 
 
 @app.command("compare-topk")

@@ -13,6 +13,8 @@ other (:meth:`Recommender.recommend` on the edited user table).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -140,3 +142,121 @@ def _best_edits(fm, rows: sp.csr_matrix, direction: torch.Tensor, threat: EditTh
                 real = features[who] >= 0
                 flips.append((who[real], features[who][real]))
     return flip(rows, flips)
+
+
+@dataclass
+class Push:
+    """How many profile edits bring an item into a user's top k.
+
+    ``edits``: the greedy attack's count (None: not within the budget), with the edited
+    ``profile``; ``at_least``: no set of fewer edits can do it (the certificate: each
+    item above the target that it must overtake is checked on its own, with its exact
+    best gain); budget + 1 when no edits within the budget can.
+    """
+
+    edits: int | None
+    at_least: int
+    profile: sp.csr_matrix
+    changed: list[int]  # the features whose value the edits flipped
+
+
+def push(base, user: int, item: int, threat: EditThreat, k: int = 10) -> Push:
+    """The fewest profile edits (at most ``threat.budget``) that bring ``item`` into the
+    top ``k`` of ``user`` on a fitted FM recommender: greedy (each step the edit that
+    ranks the item highest, every candidate scored exactly), and a lower bound no attack
+    can beat."""
+    inter, fm = base.interactions_, base.model.model_
+    if inter.seen[user, item]:
+        raise ConfigError(f"user {user} has already seen item {item}: it is never recommended")
+    _, items = base.tables()
+    unseen = np.ones(inter.n_items, bool)
+    unseen[inter.seen[user].indices] = False
+    profile = sp.csr_matrix(inter.user_features[user], dtype=np.float32)
+    used: set[int] = set()  # candidate groups already edited
+    at_least = _pushes_needed(fm, profile, items, unseen, item, threat, k)
+    for edits in range(threat.budget + 1):
+        if _rank(fm, profile, items, unseen, item) < k:
+            changed = (profile != inter.user_features[user]).nonzero()[1].tolist()
+            return Push(edits, at_least, profile, sorted(changed))
+        if edits == threat.budget:
+            break
+        options = [
+            (group, candidate)
+            for group, candidate in _single_edits(profile, threat)
+            if group not in used
+        ]
+        if not options:  # every field edited already
+            break
+        ranks = [_rank(fm, c, items, unseen, item) for _, c in options]
+        best = int(np.argmin(ranks))
+        used.add(options[best][0])
+        profile = options[best][1]
+    changed = (profile != inter.user_features[user]).nonzero()[1].tolist()
+    return Push(None, at_least, profile, sorted(changed))
+
+
+def _rank(fm, profile, items, unseen, item) -> int:
+    """The item's 0-based rank among the user's unseen items."""
+    scores = (_user_row(fm, profile) @ items.double().T).numpy()[0]
+    return int((scores[unseen] > scores[item]).sum())
+
+
+def _single_edits(profile: sp.csr_matrix, threat: EditThreat):
+    """(group, edited profile) for each single edit: a toggle, or a field's new value."""
+    x = profile.toarray()[0]
+    for feature in threat.toggles:
+        y = x.copy()
+        y[feature] = 1 - y[feature]
+        yield ("toggle", feature), sp.csr_matrix(y)
+    for offset, size in threat.choices:
+        for value in range(size):
+            if x[offset + value] == 1:
+                continue
+            y = x.copy()
+            y[offset : offset + size] = 0
+            y[offset + value] = 1
+            yield ("field", offset), sp.csr_matrix(y)
+
+
+def _pushes_needed(fm, profile, items, unseen, item, threat: EditThreat, k: int) -> int:
+    """The least b for which b edits are not ruled out (at most ``threat.budget`` + 1).
+
+    To enter the top k the item must overtake all but k - 1 of the m unseen items above
+    it. Overtaking item j needs sum_e <u_e, s_item - s_j> > score_j - score_item, and the
+    largest such sum over b edits (one per field) is exact: the b largest per-field
+    maxima. So if fewer than m - k + 1 items can be overtaken even one at a time, no b
+    edits bring the item in.
+    """
+    V = fm.factors.detach().double().cpu()
+    n_factors = fm.n_factors
+    user_row = _user_row(fm, profile)
+    scores = (user_row @ items.double().T).numpy()[0]
+    above = np.flatnonzero(unseen & (scores > scores[item]))
+    needed = len(above) - k + 1
+    if needed <= 0:
+        return 0
+    vectors = items[:, :n_factors].double()
+    toward = (vectors[item][None, :] - vectors[above]).numpy()  # s_item - s_j
+    gaps = scores[above] - scores[item]
+    x = profile.toarray()[0]
+    groups = []  # per group: (edits x k) moves
+    for feature in threat.toggles:
+        groups.append(((1 - 2 * x[feature]) * V[feature].numpy())[None, :])
+    for offset, size in threat.choices:
+        current = offset + np.flatnonzero(x[offset : offset + size])
+        old = V[current].sum(0).numpy() if current.size else np.zeros(n_factors)
+        values = [v for v in range(offset, offset + size) if v not in set(current)]
+        groups.append(V[values].numpy() - old[None, :])
+    best = np.stack([(toward @ moves.T).max(1) for moves in groups], 1).clip(0)
+    best = -np.sort(-best, axis=1)
+    reach = np.cumsum(best, axis=1)  # the most b edits move each gap
+    for b in range(1, threat.budget + 1):
+        if (reach[:, min(b, reach.shape[1]) - 1] > gaps).sum() >= needed:
+            return b
+    return threat.budget + 1
+
+
+def _user_row(fm, profile: sp.csr_matrix) -> torch.Tensor:
+    """The user table's row of one profile."""
+    users, _ = fm.side_tables(profile, profile)  # (the item side of it goes unused)
+    return users.double()

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fmadv.attacks import make_attack
+from fmadv.checks import integer
 from fmadv.data import Splits, item_titles
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
@@ -17,7 +18,7 @@ from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
-from fmadv.recommend.edits import profile_threat
+from fmadv.recommend.edits import profile_threat, push
 from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.tuning import (
     DEFAULT_BUDGET_SECONDS,
@@ -216,6 +217,41 @@ def _load_entries(models: list[str]) -> tuple[dict[str, FMClassifier], list[str]
     if not loaded:
         raise ConfigError("give at least one FM model file: it defines the dataset and split")
     return loaded, baselines
+
+
+def push_item(
+    model_path: str | Path,
+    user: int,
+    item: int,
+    k: int = 10,
+    budget: int = 3,
+    fields: tuple[str, ...] | None = None,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+) -> dict:
+    """The fewest whole-feature edits of ``user``'s profile (raw ids; ``fields``,
+    default every user side field) that bring ``item`` into their top ``k``: the greedy
+    attack's edits, and the certified least number (see
+    :func:`fmadv.recommend.edits.push`)."""
+    model_path = model_file(model_path)
+    model = FMEstimator.load(model_path, device=device)
+    _, _, splits = recorded_splits(model, data_dir)
+    interactions = Interactions.from_splits(splits)
+    recommender = FMRecommender(model, model_path.parent.name).fit(interactions)
+    user_index = int(interactions.user_index([user])[0])
+    item_index = int(interactions.item_index([item])[0])
+    if interactions.seen[user_index, item_index]:
+        raise ConfigError(f"user {user} has already seen item {item}: it is never recommended")
+    threat = profile_threat(interactions, integer("budget", budget, 1), fields)
+    result = push(recommender, user_index, item_index, threat, k)
+    fmap = interactions.feature_map
+    before = interactions.user_features[user_index].toarray()[0]
+    return {
+        "user": user, "item": item, "k": k, "budget": budget,
+        "edits": result.edits, "at_least": result.at_least,
+        "removed": [fmap.feature_name(j) for j in result.changed if before[j]],
+        "added": [fmap.feature_name(j) for j in result.changed if not before[j]],
+    }  # fmt: skip
 
 
 def _profile_edits(interactions, budgets, fields) -> dict:
