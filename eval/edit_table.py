@@ -5,7 +5,9 @@ edit-adversarial, flip rates beside certified shares against the number of edits
 
 Fold u1 with genre, gender, age and occupation; the FM classifier at its defaults
 (logistic loss), early stopping on the validation rows carved from u1.base. Two
-attackers, each with its own edit-adversarial model:
+attackers, each with its own edit-adversarial model (trained against the greedy
+attack's edits) and certified-margin model (trained on the score moved by the
+certificate's bound):
 
 - a user who edits their own profile: the values of gender, age and occupation (b <= 3);
 - a seller who edits an item's genres: toggles of the 19 genre features (b <= 5).
@@ -45,6 +47,10 @@ def models(fields: tuple[str, ...]) -> dict[str, dict]:
         "box-adversarial (FGSM 0.003, beta 0.5)": {"beta": 0.5, "eps": 0.003},
         "edit-adversarial (b = 1, beta 0.5)": {
             "beta": 0.5, "attack": "flips", "budget": 1, "edit_fields": fields,
+        },
+        "certified margin (b = 2, beta 0.5)": {
+            "beta": 0.5, "attack": "flips", "budget": 2, "edit_fields": fields,
+            "certified": True,
         },
     }  # fmt: skip
 

@@ -70,6 +70,12 @@ def test_training_against_edits(tmp_path):
     saved = FMClassifier.load(out / "model.safetensors")
     assert saved.attack == "flips" and list(saved.edit_fields) == ["segment", "category"]
     assert "2 edits of segment, category" in saved.describe()
+    result = invoke(
+        "train", "--beta", "0.5", "--attack", "flips", "--edit-fields", "segment",
+        "--certified", "--out", tmp_path / "certified", *QUICK,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert FMClassifier.load(tmp_path / "certified").certified
     result = invoke("train", "--attack", "flips", "--beta", "0.5", "--out", tmp_path / "x")
     assert_user_error(result, "needs the fields")
     result = invoke("train", "--task", "ranking", "--budget", "2", "--out", tmp_path / "y")

@@ -75,3 +75,31 @@ def test_the_edit_objective_is_clean_plus_beta_times_the_edited_loss(trained):
         attacked = logistic(model.model_(SparseBatch(edited)), labels).mean()
     torch.testing.assert_close(value.detach(), clean + 0.7 * attacked)
     assert attacked > clean  # the edits raise the loss
+
+
+def test_the_certified_margin_objective_and_its_gradient(trained):
+    import torch
+
+    from fmadv.losses import logistic
+    from fmadv.models.fm_edits import edit_certificate
+    from fmadv.sparse import SparseBatch
+    from fmadv.training.objectives import CertifiedEditObjective
+
+    model, splits = trained
+    rows = splits.test.X[:300]
+    labels = torch.from_numpy(splits.test.y[:300]).float()
+    threat = edit_threat(splits.feature_map, ["gender", "age", "occupation"], 2)
+    fm = model.model_
+    fm.zero_grad()
+    value = CertifiedEditObjective(threat, beta=0.5)(fm, SparseBatch(rows), labels, logistic)
+    value.backward()
+    assert all(torch.isfinite(p.grad).all() for p in fm.parameters())
+    with torch.no_grad():
+        reach = edit_certificate(fm, rows, -labels, threat)
+        scores = fm(SparseBatch(rows))
+        certified = logistic(scores - labels * reach, labels).mean()
+        want = logistic(scores, labels).mean() + 0.5 * certified
+    torch.testing.assert_close(value.detach(), want)
+    differentiable = edit_certificate(fm, rows, -labels, threat, grad=True)
+    assert differentiable.requires_grad
+    torch.testing.assert_close(differentiable.detach(), reach)

@@ -250,6 +250,10 @@ def train(
         str | None,
         typer.Option(help="--attack flips: comma-separated fields the attacker edits."),
     ] = None,
+    certified: Annotated[
+        bool | None,
+        typer.Option("--certified", help="--attack flips: train on the certified margin instead."),
+    ] = None,
     support: Annotated[
         Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
     ] = FM["support"],

@@ -279,10 +279,11 @@ class FMClassifier(FMEstimator):
         with budget ``eps`` over ``support`` (see
         :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
         FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
-    budget, edit_fields
+    budget, edit_fields, certified
         ``attack="flips"``: x_adv is the greedy attack of at most ``budget`` edits of
         whole features of the fields ``edit_fields`` (named in the feature map given to
-        ``fit``).
+        ``fit``); with ``certified``, the second term is the loss at the certified
+        margin instead.
     grad_noise, grad_noise_gamma, grad_noise_rows
         Annealed gradient noise: variance grad_noise / (1 + t)^grad_noise_gamma, on the
         rows the batch touched (``"touched"``) or on every row (``"all"``).
@@ -318,6 +319,7 @@ class FMClassifier(FMEstimator):
         attack_precision: str = default(AdversarialConfig, "attack_precision"),
         budget: int = default(AdversarialConfig, "budget"),
         edit_fields: tuple[str, ...] = default(AdversarialConfig, "edit_fields"),
+        certified: bool = default(AdversarialConfig, "certified"),
         grad_noise: float = default(GradientNoise, "eta"),
         grad_noise_gamma: float = default(GradientNoise, "gamma"),
         grad_noise_rows: str = default(GradientNoise, "rows"),

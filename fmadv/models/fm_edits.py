@@ -46,9 +46,13 @@ class EditResult:
 class _Candidates:
     """Every single edit of a block of rows, with its gain and its move of x V."""
 
-    def __init__(self, model: FactorizationMachine, rows: sp.csr_matrix, threat: EditThreat):
+    def __init__(
+        self, model: FactorizationMachine, rows: sp.csr_matrix, threat: EditThreat, grad=False
+    ):
         device, dtype = model.bias.device, model.linear.dtype
-        self.V, self.w = model.factors.detach(), model.linear.detach()
+        self.V, self.w = model.factors, model.linear
+        if not grad:
+            self.V, self.w = self.V.detach(), self.w.detach()
         self.q = self.V.square().sum(1)
         self.toggles = torch.as_tensor(threat.toggles, dtype=torch.long, device=device)
         x_toggles = rows[:, list(threat.toggles)].toarray() if threat.toggles else None
@@ -97,8 +101,7 @@ class _Candidates:
 
 def _sums(model: FactorizationMachine, rows: sp.csr_matrix):
     batch = SparseBatch(rows, model.bias.device, model.linear.dtype)
-    with torch.no_grad():
-        sums = model.side_sums(batch, model.side_table())
+    sums = model.side_sums(batch, model.side_table())
     return sums[:, : model.n_factors].clone(), model.scores_from_sums(sums)
 
 
@@ -180,16 +183,24 @@ def flip(rows: sp.csr_matrix, flips) -> sp.csr_matrix:
     return sp.csr_matrix(flipped, dtype=np.float32)
 
 
-@torch.no_grad()
 def edit_certificate(
-    model: FactorizationMachine, rows: sp.csr_matrix, direction: torch.Tensor, threat: EditThreat
+    model: FactorizationMachine,
+    rows: sp.csr_matrix,
+    direction: torch.Tensor,
+    threat: EditThreat,
+    grad: bool = False,
 ) -> torch.Tensor:
     """An upper bound, per row, on how far any ``threat.budget`` edits move the score in
     ``direction``: the b largest positive gains (one per field) plus the pairwise terms
     of the b longest moves, sum_{e < e'} |u_e| |u_e'|. Never below what any attack
-    achieves (tests/test_fm_edits.py, against brute force)."""
-    rows = sp.csr_matrix(rows, dtype=np.float32)
-    candidates = _Candidates(model, rows, threat)
+    achieves (tests/test_fm_edits.py, against brute force). With ``grad``, the bound is
+    differentiable in the model's parameters (to train on the certified margin)."""
+    with torch.set_grad_enabled(grad):
+        return _certificate(model, sp.csr_matrix(rows, dtype=np.float32), direction, threat, grad)
+
+
+def _certificate(model, rows, direction, threat, grad) -> torch.Tensor:
+    candidates = _Candidates(model, rows, threat, grad)
     s, _ = _sums(model, rows)
     b = threat.budget
     direction = direction.to(s.device, s.dtype)
@@ -199,7 +210,7 @@ def edit_certificate(
         value = (gains * direction[:, None]).clamp_min(0)
         if void is not None:
             value = value.masked_fill(void, 0)
-        norms = norms2.sqrt()
+        norms = norms2.clamp_min(1e-12).sqrt()  # (no infinite slope at 0; only larger)
         if kind == "field":  # at most one edit per field: its best gain, its longest move
             value, norms = value.max(1, keepdim=True).values, norms.max(1, keepdim=True).values
         gains_kept = _top(torch.cat([gains_kept, value], 1), b)

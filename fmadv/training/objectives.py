@@ -27,7 +27,7 @@ from fmadv.errors import ConfigError
 from fmadv.evaluation.edits import edit_threat
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
-from fmadv.models.fm_edits import greedy_edits
+from fmadv.models.fm_edits import edit_certificate, greedy_edits
 from fmadv.sparse import SparseBatch
 from fmadv.threat import DEFAULT_EPS, UNBOUNDED, UNIT_BOX, Bounds, EditThreat, unit_rows
 from fmadv.training.loop import Objective, clean_objective
@@ -109,6 +109,27 @@ class EditObjective:
 
 
 @dataclass
+class CertifiedEditObjective:
+    """loss(x) + beta * loss at the certified margin: each score moved against its label
+    by the certificate's bound on ``threat.budget`` edits
+    (:func:`~fmadv.models.fm_edits.edit_certificate`, differentiable). A row whose
+    certified margin is positive keeps its prediction under any such edits, so this
+    trains for certificates rather than against one attack."""
+
+    threat: EditThreat
+    beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_weights(self.beta, 1.0)
+
+    def __call__(self, model, inputs: SparseBatch, labels: torch.Tensor, loss_fn: LossFn):
+        scores = model(inputs)
+        reach = edit_certificate(model, inputs.csr, -labels, self.threat, grad=True)
+        certified = loss_fn(scores - labels * reach, labels).mean()
+        return loss_fn(scores, labels).mean() + self.beta * certified
+
+
+@dataclass
 class AdversarialConfig:
     """What adversarial training adds to a model's training: how x_adv is made and how
     much it weighs. The defaults train a plain model (beta = 0).
@@ -127,9 +148,11 @@ class AdversarialConfig:
         Train on loss(x_adv) alone (learning with an adversary).
     attack_precision
         ``"float32"`` or ``"bfloat16"``: the type of the FM's attack mask product.
-    budget, edit_fields
+    budget, edit_fields, certified
         ``attack="flips"``: at most ``budget`` edits of whole features of the named
-        fields per row (:data:`EDITS`; eps and support do not apply).
+        fields per row (:data:`EDITS`; eps and support do not apply); ``certified``
+        trains on the certified margin (:class:`CertifiedEditObjective`) instead of
+        the greedy attack's rows.
     """
 
     beta: float = 0.0
@@ -140,6 +163,7 @@ class AdversarialConfig:
     attack_precision: str = "float32"
     budget: int = 1
     edit_fields: tuple[str, ...] = ()
+    certified: bool = False
 
     @property
     def is_plain(self) -> bool:
@@ -157,6 +181,8 @@ class AdversarialConfig:
     def check_edits(self) -> None:
         """The checks of whole-feature edits that need no data."""
         integer("budget", self.budget, 1)
+        if self.certified and self.adversarial_only:
+            raise ConfigError("the certified margin trains beside the clean loss, not alone")
         if not self.edit_fields:
             raise ConfigError("--attack flips needs the fields the attacker edits")
 
@@ -170,6 +196,8 @@ class AdversarialConfig:
                 "--attack flips edits named fields: train on a dataset with a feature map"
             )
         threat = edit_threat(feature_map, self.edit_fields, self.budget)
+        if self.certified:
+            return CertifiedEditObjective(threat, self.beta)
         return EditObjective(threat, self.beta, self.adversarial_only)
 
     def objective(self, bounds: Bounds = UNIT_BOX) -> Objective:
@@ -194,6 +222,7 @@ class AdversarialConfig:
             return "plain"
         if self.edits:
             settings = f"{self.budget} edits of {', '.join(self.edit_fields)}"
+            settings += ", certified margin" if self.certified else ""
             kind = "adversarial-only" if self.adversarial_only else f"adversarial, beta={self.beta}"
             return f"{kind} ({settings})"
         settings = f"{self.attack}, eps={self.eps}, {self.support}"
