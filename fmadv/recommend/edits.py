@@ -26,15 +26,19 @@ from fmadv.recommend.base import Recommender
 from fmadv.threat import EditThreat
 
 
+def side_fields(interactions) -> tuple[str, ...]:
+    """The users' side fields: every user field but the one naming the user (which has a
+    value per user)."""
+    return tuple(
+        name
+        for name in interactions.user_fields
+        if interactions.feature_map.field(name).size != interactions.n_users
+    )
+
+
 def profile_threat(interactions, budget: int, fields: tuple[str, ...] | None = None):
-    """Edits of the users' side fields (default: every user field but the one naming
-    the user, which has a value per user)."""
-    if fields is None:
-        fields = tuple(
-            name
-            for name in interactions.user_fields
-            if interactions.feature_map.field(name).size != interactions.n_users
-        )
+    """Edits of the users' ``fields`` (default: their :func:`side_fields`)."""
+    fields = side_fields(interactions) if fields is None else fields
     others = [name for name in fields if name not in interactions.user_fields]
     if others:
         raise ConfigError(

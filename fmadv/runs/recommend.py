@@ -18,7 +18,7 @@ from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
-from fmadv.recommend.edits import profile_threat, push
+from fmadv.recommend.edits import profile_threat, push, side_fields
 from fmadv.recommend.fm import FMRecommender
 from fmadv.recommend.tuning import (
     DEFAULT_BUDGET_SECONDS,
@@ -257,11 +257,7 @@ def push_item(
 def _profile_edits(interactions, budgets, fields) -> dict:
     """{label: edit threat} of the profile-edit stability figures."""
     if budgets is None:
-        has_sides = any(
-            interactions.feature_map.field(name).size != interactions.n_users
-            for name in interactions.user_fields
-        )
-        budgets = (1, 2) if has_sides or fields else ()
+        budgets = (1, 2) if fields or side_fields(interactions) else ()
     return {
         f"{b} profile edit{'s' if b > 1 else ''}": profile_threat(interactions, int(b), fields)
         for b in budgets
