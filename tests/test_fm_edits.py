@@ -131,3 +131,17 @@ def test_the_threat_is_checked():
         EditThreat(1)
     with pytest.raises(ConfigError, match="at most one"):
         EditThreat(1, toggles=(3,), choices=((2, 3),))
+
+
+def test_the_largest_budget_gives_every_smaller_one():
+    fm, rows = model(5), random_rows(60, seed=5)
+    direction = torch.where(torch.arange(60) % 3 == 0, 1.0, -1.0)
+    largest = EditThreat(3, **THREAT_FIELDS)
+    path = greedy_edits(fm, rows, direction, largest).path
+    bounds = edit_certificate(fm, rows, direction, largest, every_budget=True)
+    for budget in range(4):
+        threat = EditThreat(budget, **THREAT_FIELDS)
+        torch.testing.assert_close(
+            path[:, budget], greedy_edits(fm, rows, direction, threat).scores
+        )
+        torch.testing.assert_close(bounds[:, budget], edit_certificate(fm, rows, direction, threat))

@@ -36,45 +36,7 @@ def edit_robustness(
     batch_size: int = 4096,
 ) -> dict[str, float]:
     """The figures of the module's docstring at ``threat.budget`` edits."""
-    labels = np.where(np.asarray(y) > 0, 1.0, -1.0)
-
-    def figures(rows: slice, device: torch.device):
-        part = X[rows]
-        sign = torch.from_numpy(labels[rows]).to(device, torch.float32)
-        with torch.no_grad():
-            clean = model(SparseBatch(part, device))
-        predicted = torch.where(clean > 0, 1.0, -1.0)
-        against_prediction = greedy_edits(model, part, -predicted, threat).scores
-        against_label = greedy_edits(model, part, -sign, threat).scores
-        reach_prediction = edit_certificate(model, part, -predicted, threat)
-        reach_label = edit_certificate(model, part, -sign, threat)
-        return tuple(
-            t.cpu().numpy()
-            for t in (
-                clean, predicted, against_prediction, against_label, reach_prediction,
-                reach_label,
-            )
-        )  # fmt: skip
-
-    parts = in_batches(model, X.shape[0], batch_size, figures)
-    clean, predicted, on_prediction, on_label, reach_prediction, reach_label = (
-        np.concatenate(column) for column in zip(*parts, strict=True)
-    )
-    flipped = np.where(on_prediction > 0, 1.0, -1.0) != predicted
-    # A prediction stays when its margin exceeds the most any b edits move the score.
-    margin = clean * predicted
-    certified = margin - reach_prediction > 0
-    correct = clean * labels > 0
-    certified_right = clean * labels - reach_label > 0
-    return {
-        "budget": threat.budget,
-        "flip_rate": float(flipped.mean()),
-        "certified_share": float(certified.mean()),
-        "undecided_share": float((~flipped & ~certified).mean()),
-        "clean_error": float(1 - correct.mean()),
-        "adversarial_error": float((on_label * labels <= 0).mean()),
-        "certified_accuracy": float(certified_right.mean()),
-    }
+    return edit_curve(model, X, y, threat, [threat.budget], batch_size)[0]
 
 
 def edit_threat(feature_map, fields: Sequence[str], budget: int) -> EditThreat:
@@ -102,9 +64,50 @@ def edit_curve(
     y: np.ndarray,
     threat: EditThreat,
     budgets: Sequence[int],
+    batch_size: int = 4096,
 ) -> list[dict[str, float]]:
-    """:func:`edit_robustness` at each budget, the editable features of ``threat``."""
-    return [
-        edit_robustness(model, X, y, EditThreat(int(b), threat.toggles, threat.choices))
-        for b in budgets
-    ]
+    """:func:`edit_robustness` at each of ``budgets`` (over the editable features of
+    ``threat``), from one attack and one certificate per direction at the largest: the
+    greedy attack's first b edits are its b-edit attack, and the certificate's b largest
+    terms are its b-edit bound."""
+    budgets = [int(b) for b in budgets]
+    largest = EditThreat(max(budgets), threat.toggles, threat.choices)
+    labels = np.where(np.asarray(y) > 0, 1.0, -1.0)
+
+    def figures(rows: slice, device: torch.device):
+        part = X[rows]
+        sign = torch.from_numpy(labels[rows]).to(device, torch.float32)
+        with torch.no_grad():
+            clean = model(SparseBatch(part, device))
+        predicted = torch.where(clean > 0, 1.0, -1.0)
+        return tuple(
+            t.cpu().numpy()
+            for t in (
+                clean, predicted,
+                greedy_edits(model, part, -predicted, largest).path,
+                greedy_edits(model, part, -sign, largest).path,
+                edit_certificate(model, part, -predicted, largest, every_budget=True),
+                edit_certificate(model, part, -sign, largest, every_budget=True),
+            )
+        )  # fmt: skip
+
+    parts = in_batches(model, X.shape[0], batch_size, figures)
+    clean, predicted, on_prediction, on_label, reach_prediction, reach_label = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
+    correct = clean * labels > 0
+    points = []
+    for b in budgets:
+        flipped = np.where(on_prediction[:, b] > 0, 1.0, -1.0) != predicted
+        # A prediction stays when its margin exceeds the most any b edits move the score.
+        certified = clean * predicted - reach_prediction[:, b] > 0
+        points.append({
+            "budget": b,
+            "flip_rate": float(flipped.mean()),
+            "certified_share": float(certified.mean()),
+            "undecided_share": float((~flipped & ~certified).mean()),
+            "clean_error": float(1 - correct.mean()),
+            "adversarial_error": float((on_label[:, b] * labels <= 0).mean()),
+            "certified_accuracy": float((clean * labels - reach_label[:, b] > 0).mean()),
+        })  # fmt: skip
+    return points

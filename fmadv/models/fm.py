@@ -182,15 +182,19 @@ class FactorizationMachine(Attackable, nn.Module):
         [x_u V, user part, 1] and the item row [x_i V, 1, item part], so that one
         (users x items) product gives whole scores.
         """
-        user_part, user_vectors = self._side_parts(user_rows, with_bias=True)
-        item_part, item_vectors = self._side_parts(item_rows, with_bias=False)
-        users = torch.cat(
-            [user_vectors, user_part[:, None], torch.ones_like(user_part)[:, None]], 1
-        )
-        items = torch.cat(
-            [item_vectors, torch.ones_like(item_part)[:, None], item_part[:, None]], 1
-        )
-        return users, items
+        return self.user_table(user_rows), self.item_table(item_rows)
+
+    @torch.no_grad()
+    def user_table(self, user_rows) -> torch.Tensor:
+        """The user half of :meth:`side_tables`: [x_u V, user part, 1] per row."""
+        part, vectors = self._side_parts(user_rows, with_bias=True)
+        return torch.cat([vectors, part[:, None], torch.ones_like(part)[:, None]], 1)
+
+    @torch.no_grad()
+    def item_table(self, item_rows) -> torch.Tensor:
+        """The item half of :meth:`side_tables`: [x_i V, 1, item part] per row."""
+        part, vectors = self._side_parts(item_rows, with_bias=False)
+        return torch.cat([vectors, torch.ones_like(part)[:, None], part[:, None]], 1)
 
     def _side_parts(self, rows, with_bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(b + <w, z> + pair(z), z V) for every CSR row z, the bias on the user side only."""

@@ -41,6 +41,18 @@ class EditResult:
     rows: sp.csr_matrix  # the edited rows
     scores: torch.Tensor  # y_hat of the edited rows (exact, from the closed form)
     n_edits: np.ndarray  # edits made (the attack stops early where no edit helps)
+    # (rows x budget + 1) y_hat after 0, 1, ..., budget edits: the attack of a smaller
+    # budget makes the same first edits, so column b is the b-edit attack's score.
+    path: torch.Tensor | None = None
+
+
+def field_values(rows: sp.csr_matrix, offset: int, size: int) -> np.ndarray:
+    """The feature each row has on in the one-hot field at ``offset`` (-1: none)."""
+    block = sp.csr_matrix(rows[:, offset : offset + size])
+    value = np.full(rows.shape[0], -1, dtype=np.int64)
+    has = np.diff(block.indptr) > 0
+    value[has] = offset + block.indices[block.indptr[:-1][has]]
+    return value
 
 
 class _Candidates:
@@ -61,14 +73,10 @@ class _Candidates:
             if x_toggles is None
             else torch.as_tensor(x_toggles, dtype=dtype, device=device)
         )
-        # Each one-hot field's current value per row (-1: none).
-        self.fields = []
-        for offset, size in threat.choices:
-            block = rows[:, offset : offset + size].tocsr()
-            value = np.full(rows.shape[0], -1, dtype=np.int64)
-            has = np.diff(block.indptr) > 0
-            value[has] = offset + block.indices[block.indptr[:-1][has]]
-            self.fields.append((offset, size, torch.as_tensor(value, device=device)))
+        self.fields = [
+            (offset, size, torch.as_tensor(field_values(rows, offset, size), device=device))
+            for offset, size in threat.choices
+        ]
 
     def _field_terms(self, s: torch.Tensor, offset: int, size: int, value: torch.Tensor):
         """(gains, moves' squared norms) of changing the field to each of its values."""
@@ -122,6 +130,7 @@ def greedy_edits(
     flips: list[tuple[np.ndarray, np.ndarray]] = []  # (row, feature) pairs that flip
     n_edits = np.zeros(n_rows, dtype=np.int64)
     everyone = torch.arange(n_rows, device=device)
+    path = [scores]
     for _ in range(threat.budget):
         best = torch.zeros(n_rows, dtype=s.dtype, device=device)  # only gains > 0 count
         choice = torch.full((n_rows, 3), -1, dtype=torch.long, device=device)
@@ -167,8 +176,10 @@ def greedy_edits(
                     flips.append((chosen.cpu().numpy(), new_value.cpu().numpy()))
                     flips.append((chosen[had].cpu().numpy(), old[had].cpu().numpy()))
         scores = scores + best * direction
+        path.append(scores)
         n_edits[moving.cpu().numpy()] += 1
-    return EditResult(flip(rows, flips), scores, n_edits)
+    path += [scores] * (threat.budget + 1 - len(path))
+    return EditResult(flip(rows, flips), scores, n_edits, torch.stack(path, 1))
 
 
 def flip(rows: sp.csr_matrix, flips) -> sp.csr_matrix:
@@ -189,14 +200,18 @@ def edit_certificate(
     direction: torch.Tensor,
     threat: EditThreat,
     grad: bool = False,
+    every_budget: bool = False,
 ) -> torch.Tensor:
     """An upper bound, per row, on how far any ``threat.budget`` edits move the score in
     ``direction``: the b largest positive gains (one per field) plus the pairwise terms
     of the b longest moves, sum_{e < e'} |u_e| |u_e'|. Never below what any attack
     achieves (tests/test_fm_edits.py, against brute force). With ``grad``, the bound is
-    differentiable in the model's parameters (to train on the certified margin)."""
+    differentiable in the model's parameters (to train on the certified margin); with
+    ``every_budget``, (rows x budget + 1): the bound for 0, 1, ..., b edits."""
     with torch.set_grad_enabled(grad):
-        return _certificate(model, sp.csr_matrix(rows, dtype=np.float32), direction, threat, grad)
+        rows = sp.csr_matrix(rows, dtype=np.float32)
+        bounds = _certificate(model, rows, direction, threat, grad)
+    return bounds if every_budget else bounds[:, -1]
 
 
 def _certificate(model, rows, direction, threat, grad) -> torch.Tensor:
@@ -215,9 +230,14 @@ def _certificate(model, rows, direction, threat, grad) -> torch.Tensor:
             value, norms = value.max(1, keepdim=True).values, norms.max(1, keepdim=True).values
         gains_kept = _top(torch.cat([gains_kept, value], 1), b)
         norms_kept = _top(torch.cat([norms_kept, norms], 1), b)
-    first = gains_kept.sum(1)
-    pairs = (norms_kept.sum(1).square() - norms_kept.square().sum(1)) / 2
-    return first + pairs
+    # Largest first, so that the first b' columns are the b' largest, for every b' <= b.
+    zero = gains_kept.new_zeros((rows.shape[0], 1))
+    first = torch.cat([zero, gains_kept.sort(1, descending=True).values.cumsum(1)], 1)
+    norms = norms_kept.sort(1, descending=True).values
+    pairs = (norms.cumsum(1).square() - norms.square().cumsum(1)) / 2
+    bounds = first + torch.cat([zero, pairs], 1)
+    # Fewer single edits than the budget: more budget reaches no further.
+    return torch.cat([bounds, bounds[:, -1:].expand(-1, b + 1 - bounds.shape[1])], 1)
 
 
 def _top(values: torch.Tensor, b: int) -> torch.Tensor:

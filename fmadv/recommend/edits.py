@@ -21,7 +21,7 @@ import torch
 
 from fmadv.errors import ConfigError
 from fmadv.evaluation.edits import edit_threat
-from fmadv.models.fm_edits import flip
+from fmadv.models.fm_edits import field_values, flip
 from fmadv.recommend.base import Recommender
 from fmadv.threat import EditThreat
 
@@ -97,8 +97,7 @@ class EditedFMRecommender(Recommender):
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_fitted()
         if not hasattr(self, "user_table_"):
-            fm, inter = self.base.model.model_, self.interactions_
-            self.user_table_, _ = fm.side_tables(self.edited_profiles(), inter.item_features)
+            self.user_table_ = self.base.model.model_.user_table(self.edited_profiles())
         return self.user_table_, self.base.tables()[1]
 
     def score(self, user_ids: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor:
@@ -123,10 +122,8 @@ def _best_edits(fm, rows: sp.csr_matrix, direction: torch.Tensor, threat: EditTh
             gains.append(gain[:, position])
             moves.append([np.full(n_rows, feature)])
     for offset, size in threat.choices:
-        block = rows[:, offset : offset + size].tocsr()
-        has = np.diff(block.indptr) > 0
-        current = np.full(n_rows, -1)
-        current[has] = offset + block.indices[block.indptr[:-1][has]]
+        current = field_values(rows, offset, size)
+        has = current >= 0
         values = (direction @ V[offset : offset + size].T).numpy()
         base = np.where(has, (direction * V[np.maximum(current, 0)]).sum(1).numpy(), 0.0)
         gain = values - base[:, None]
@@ -247,9 +244,9 @@ def _pushes_needed(fm, profile, items, unseen, item, threat: EditThreat, k: int)
     for feature in threat.toggles:
         groups.append(((1 - 2 * x[feature]) * V[feature].numpy())[None, :])
     for offset, size in threat.choices:
-        current = offset + np.flatnonzero(x[offset : offset + size])
-        old = V[current].sum(0).numpy() if current.size else np.zeros(n_factors)
-        values = [v for v in range(offset, offset + size) if v not in set(current)]
+        current = field_values(profile, offset, size)[0]
+        old = V[current].numpy() if current >= 0 else np.zeros(n_factors)
+        values = [v for v in range(offset, offset + size) if v != current]
         groups.append(V[values].numpy() - old[None, :])
     best = np.stack([(toward @ moves.T).max(1) for moves in groups], 1).clip(0)
     best = -np.sort(-best, axis=1)
@@ -262,5 +259,4 @@ def _pushes_needed(fm, profile, items, unseen, item, threat: EditThreat, k: int)
 
 def _user_row(fm, profile: sp.csr_matrix) -> torch.Tensor:
     """The user table's row of one profile."""
-    users, _ = fm.side_tables(profile, profile)  # (the item side of it goes unused)
-    return users.double()
+    return fm.user_table(profile).double()
