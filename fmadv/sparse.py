@@ -255,6 +255,14 @@ class PairBatch(_Rows):
         rows = self.users.csr[user_of_row] + self.items.csr[item_of_row]
         return SparseBatch(rows, self.device, self.dtype)
 
+    def with_users(self, users: sp.spmatrix) -> PairBatch:
+        """The same pairs with other user rows (one per user row here: edited profiles)."""
+        return PairBatch(
+            users, self.items.csr, self.user_of_row.cpu().numpy(),
+            self.item_of_row.cpu().numpy(), self.user_columns.cpu().numpy(), self.device,
+            self.dtype,
+        )  # fmt: skip
+
     def shard(self, rank: int, world: int) -> tuple[PairBatch, torch.Tensor]:
         """Users rank, rank + world, ... with all of their rows, and those rows' indices
         (a group loss needs each user's rows together)."""

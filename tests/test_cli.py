@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from fmadv.cli import app
 from fmadv.data import write_libfm
 from fmadv.estimators.fm import FMClassifier
+from fmadv.estimators.ranker import FMRanker
 from tests.fm_helpers import planted_problem
 
 runner = CliRunner()
@@ -78,8 +79,13 @@ def test_training_against_edits(tmp_path):
     assert FMClassifier.load(tmp_path / "certified").certified
     result = invoke("train", "--attack", "flips", "--beta", "0.5", "--out", tmp_path / "x")
     assert_user_error(result, "needs the fields")
-    result = invoke("train", "--task", "ranking", "--budget", "2", "--out", tmp_path / "y")
-    assert_user_error(result, "--budget: not an option of --task ranking")
+    # The ranker's adversary is the user: it edits user fields (segment), not item ones.
+    ranking = ["train", "--task", "ranking", "--beta", "0.5", "--attack", "flips", *QUICK]
+    result = invoke(*ranking, "--edit-fields", "segment", "--out", tmp_path / "rank")
+    assert result.exit_code == 0, result.output
+    assert FMRanker.load(tmp_path / "rank" / "model.safetensors").edit_fields == ("segment",)
+    result = invoke(*ranking, "--edit-fields", "category", "--out", tmp_path / "y")
+    assert_user_error(result, "edits user fields", "not category")
 
 
 def test_push_an_item_into_a_users_list(trained):

@@ -11,9 +11,10 @@ import scipy.sparse as sp
 import torch
 
 from fmadv.errors import ConfigError
+from fmadv.losses import bpr, logistic
 from fmadv.models.fm import FactorizationMachine
-from fmadv.models.fm_edits import edit_certificate, greedy_edits
-from fmadv.sparse import SparseBatch
+from fmadv.models.fm_edits import edit_certificate, greedy_edits, greedy_pair_edits
+from fmadv.sparse import PairBatch, SparseBatch
 from fmadv.threat import EditThreat
 
 # Features 0..5 are a multi-valued field (toggles); 6..8 and 9..11 are one-hot fields,
@@ -85,7 +86,8 @@ def test_greedy_scores_are_exact_and_within_the_certificate(budget):
     threat = EditThreat(budget, **THREAT_FIELDS)
     result = greedy_edits(fm, rows, direction, threat)
     np.testing.assert_allclose(result.scores.numpy(), scores(fm, result.rows), atol=1e-5)
-    bound = edit_certificate(fm, rows, direction, threat).numpy()
+    exact = edit_certificate(fm, rows, direction, threat).numpy()  # few enough settings
+    bound = edit_certificate(fm, rows, direction, threat, grad=True).detach().numpy()
     clean = scores(fm, rows)
     dense, edited = rows.toarray(), result.rows.toarray()
     for r in range(40):
@@ -96,6 +98,7 @@ def test_greedy_scores_are_exact_and_within_the_certificate(budget):
         best = best_change(fm, dense[r], float(direction[r]), budget)
         assert greedy >= -1e-6 and greedy <= best + 1e-5
         assert bound[r] >= best - 1e-5
+        assert exact[r] == pytest.approx(best, abs=1e-5)
 
 
 def test_greedy_flips_at_least_80_percent_of_what_brute_force_flips():
@@ -145,3 +148,78 @@ def test_the_largest_budget_gives_every_smaller_one():
             path[:, budget], greedy_edits(fm, rows, direction, threat).scores
         )
         torch.testing.assert_close(bounds[:, budget], edit_certificate(fm, rows, direction, threat))
+
+
+# Ranking batches: user rows over features 0..11 (as above), items one-hot on 12..19.
+N_ITEMS = 8
+
+
+def pair_batch(n_users: int, group: int, seed: int) -> tuple[PairBatch, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    users = sp.hstack([random_rows(n_users, seed), sp.csr_matrix((n_users, N_ITEMS))]).tocsr()
+    items = sp.hstack([sp.csr_matrix((N_ITEMS, N)), sp.eye(N_ITEMS)]).tocsr()
+    item_of_row = np.concatenate([rng.choice(N_ITEMS, group, replace=False) for _ in users])
+    batch = PairBatch(
+        users, items, np.repeat(np.arange(n_users), group), item_of_row, np.arange(N)
+    )  # fmt: skip
+    labels = torch.tensor(([1.0] + [-1.0] * (group - 1)) * n_users)
+    return batch, labels
+
+
+def user_losses(fm, batch: PairBatch, users: sp.csr_matrix, labels, loss_fn) -> np.ndarray:
+    """The loss of each user's rows (summed) with the user rows ``users``."""
+    with torch.no_grad():
+        losses = loss_fn(fm(batch.with_users(sp.csr_matrix(users))), labels)
+    if len(losses) == batch.n_users:
+        return losses.numpy()
+    return np.bincount(batch.user_of_row.numpy(), losses.numpy(), batch.n_users)
+
+
+def worst_losses(fm, batch, labels, loss_fn, budget: int) -> np.ndarray:
+    """Each user's largest loss over every set of <= budget edits of its profile."""
+    users = batch.users.csr.toarray()
+    items = batch.items.csr.toarray()
+    user_of_row, item_of_row = batch.user_of_row.numpy(), batch.item_of_row.numpy()
+    worst = []
+    for user, x in enumerate(users):
+        profiles = [x]
+        edits = single_edits(x[:N])
+        for size in range(1, budget + 1):
+            for chosen in itertools.combinations(edits, size):
+                if len({field_of(e) for e in chosen}) == size:
+                    edited = x.copy()
+                    for edit in chosen:
+                        edited[edit] = 1 - edited[edit]
+                    profiles.append(edited)
+        mine = user_of_row == user
+        rows = np.concatenate([p + items[item_of_row[mine]] for p in profiles])
+        group = labels[torch.from_numpy(mine)].repeat(len(profiles))
+        losses = loss_fn(torch.from_numpy(scores(fm, rows)), group)
+        worst.append(float(losses.view(len(profiles), -1).sum(1).max()))
+    return np.array(worst)
+
+
+@pytest.mark.parametrize("loss_fn", [bpr, logistic], ids=["bpr", "logistic"])
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_pair_edits_raise_each_users_loss_exactly(loss_fn, budget):
+    """One profile edit moves all of a user's rows: the greedy attack's scores are the
+    edited rows' scores, its loss is brute force's at b = 1 and never above it."""
+    fm = FactorizationMachine(N + N_ITEMS, 4, 0.6, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        fm.linear.normal_(0, 0.5, generator=torch.Generator().manual_seed(8))
+    batch, labels = pair_batch(25, 4, seed=budget)
+    threat = EditThreat(budget, **THREAT_FIELDS)
+    result = greedy_pair_edits(fm, batch, labels, loss_fn, threat)
+    with torch.no_grad():
+        rescored = fm(batch.with_users(result.rows))
+    torch.testing.assert_close(result.scores, rescored, rtol=1e-5, atol=1e-5)
+    assert np.all(result.n_edits <= budget)
+    changed = (result.rows != batch.users.csr).tocoo()
+    assert changed.col.max() < N  # only the user fields move
+    clean = user_losses(fm, batch, batch.users.csr, labels, loss_fn)
+    found = user_losses(fm, batch, result.rows, labels, loss_fn)
+    worst = worst_losses(fm, batch, labels, loss_fn, budget)
+    assert np.all(found >= clean - 1e-6) and np.all(found <= worst + 1e-5)
+    assert (found > clean + 1e-6).mean() > 0.5
+    if budget == 1:
+        np.testing.assert_allclose(found, worst, rtol=1e-5, atol=1e-5)

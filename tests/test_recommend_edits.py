@@ -79,6 +79,11 @@ def test_profile_edits_give_stability_columns(recommender):
     )
     row = comparison.models.loc["fm"]
     assert 0 <= row["stability edits 3"] <= row["stability edits 1"] < 1
+    # A list the attack changed is never certified.
+    changed = comparison.per_user["fm"]["stability edits 1"] < 1
+    certified = comparison.per_user["fm"]["certified edits 1"]
+    assert not certified[changed].any()
+    assert 0 <= row["certified edits 3"] <= row["certified edits 1"] <= 1 - changed.mean()
 
 
 def test_push_never_beats_brute_force_and_the_certificate_never_fails(recommender):
@@ -124,3 +129,33 @@ def _fewest_edits(recommender, user, item, fields, unseen):
                 if item in recommender_top(recommender, sp.csr_matrix(y), unseen):
                     return budget
     return None
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_the_list_radius_is_the_fewest_edits_that_change_the_list(recommender, k):
+    """Against every profile with at most 3 changed fields: the radius is exact."""
+    from fmadv.recommend.edits import list_radius
+
+    inter, fm = recommender.interactions_, recommender.model.model_
+    threat = profile_threat(inter, 3)
+    users = np.array([0, 17, 400, 911, 5])
+    radius = list_radius(recommender, users, threat, k)
+    _, items = recommender.tables()
+    for user, got in zip(users, radius, strict=True):
+        x = inter.user_features[user].toarray()[0]
+        profiles, changed_fields = [], []
+        for chosen in itertools.chain.from_iterable(
+            itertools.combinations(threat.choices, b) for b in range(4)
+        ):
+            for values in itertools.product(*[range(size) for _, size in chosen]):
+                y = x.copy()
+                for (offset, size), value in zip(chosen, values, strict=True):
+                    y[offset : offset + size] = 0
+                    y[offset + value] = 1
+                profiles.append(y)
+                changed_fields.append(sum((y != x)[o : o + s].any() for o, s in threat.choices))
+        scores = fm.user_table(sp.csr_matrix(np.array(profiles))).double() @ items.double().T
+        scores[:, inter.seen[user].indices] = -np.inf
+        tops = [frozenset(row) for row in scores.topk(k, 1).indices.tolist()]
+        moved = [b for b, top in zip(changed_fields, tops, strict=True) if top != tops[0]]
+        assert got == min(moved, default=threat.budget + 1)

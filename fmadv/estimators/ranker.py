@@ -57,6 +57,10 @@ class FMRanker(FMEstimator):
         ``"hinge"``, ``"squared"``) on +1 / -1 rows.
     batch_size
         Positives per batch (each with its negatives).
+    budget, edit_fields, certified
+        ``attack="flips"``: each user of a batch edits at most ``budget`` whole features
+        of its ``edit_fields`` (user fields), the edits that raise the loss of all of
+        its rows most; ``certified`` trains on the certified margin instead.
     The others
         As in :class:`~fmadv.estimators.fm.FMClassifier`.
     """
@@ -91,6 +95,9 @@ class FMRanker(FMEstimator):
         support: str = default(AdversarialConfig, "support"),
         adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
         attack_precision: str = default(AdversarialConfig, "attack_precision"),
+        budget: int = default(AdversarialConfig, "budget"),
+        edit_fields: tuple[str, ...] = default(AdversarialConfig, "edit_fields"),
+        certified: bool = default(AdversarialConfig, "certified"),
         grad_noise: float = default(GradientNoise, "eta"),
         grad_noise_gamma: float = default(GradientNoise, "gamma"),
         grad_noise_rows: str = default(GradientNoise, "rows"),
@@ -144,7 +151,15 @@ class FMRanker(FMEstimator):
         self.feature_map_ = interactions.feature_map
         n_features = interactions.feature_map.n_features
         rows = batches.n_groups * (1 + self.n_negatives)
-        return self._train(batches, rows, n_features, evaluate, log_path, fit_options)
+        if self.adversarial_config().edits:
+            others = [name for name in self.edit_fields if name not in interactions.user_fields]
+            if others:
+                raise ConfigError(
+                    f"the ranker's adversary edits user fields "
+                    f"({', '.join(interactions.user_fields)}), not {', '.join(others)}"
+                )
+        fields = interactions.feature_map
+        return self._train(batches, rows, n_features, evaluate, log_path, fit_options, fields)
 
     def fit_splits(self, splits: Splits, **fit_options: Any) -> FMRanker:
         """:meth:`fit` on the interactions of ``splits.train``, validated on ``splits.valid``."""

@@ -20,14 +20,16 @@ moves (at most one edit per field).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fmadv.losses import LossFn
 from fmadv.models.fm import FactorizationMachine
-from fmadv.sparse import SparseBatch
+from fmadv.sparse import PairBatch, SparseBatch
 from fmadv.threat import EditThreat
 
 # Candidate toggles scored at once per row (the (rows x tile) gains stay small).
@@ -121,65 +123,124 @@ def greedy_edits(
     ``direction`` (+1 up, -1 down) given the edits before it; a row stops when no edit
     moves it that way. The scores are exact (see the module's docstring)."""
     rows = sp.csr_matrix(rows, dtype=np.float32)
+    direction = direction.to(model.bias.device, model.linear.dtype)[:, None]
+    own = torch.arange(rows.shape[0], device=model.bias.device)
+    return _greedy(model, rows, rows, own, lambda scores, gains: gains * direction, threat)
+
+
+@torch.no_grad()
+def greedy_pair_edits(
+    model: FactorizationMachine,
+    batch: PairBatch,
+    labels: torch.Tensor,
+    loss_fn: LossFn,
+    threat: EditThreat,
+) -> EditResult:
+    """Up to ``threat.budget`` edits of each user row of a ranking batch, each the one
+    that raises the exact loss of all of that user's rows most (``loss_fn``: a margin
+    loss, or a group loss whose groups are the batch's users). The edits of a user move
+    every one of its rows; ``rows`` of the result are the edited user rows, ``scores``
+    and ``path`` those of the batch's rows."""
+    rows = batch.to_rows().csr
+    owner, n_owners = batch.user_of_row, batch.n_users
+
+    def rise(scores: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        before = _owner_losses(scores[:, None], labels, loss_fn, owner, n_owners)
+        return _owner_losses(scores[:, None] + gains, labels, loss_fn, owner, n_owners) - before
+
+    return _greedy(model, rows, batch.users.csr, owner, rise, threat)
+
+
+def _owner_losses(candidates, labels, loss_fn, owner_of_row, n_owners) -> torch.Tensor:
+    """(owners x columns) summed loss of each owner's rows, one column per candidate
+    set of scores (rows x columns)."""
+    columns = candidates.shape[1]
+    losses = loss_fn(candidates.T.reshape(-1), labels.repeat(columns)).view(columns, -1).T
+    if losses.shape[0] == n_owners:  # a group loss: one value per group, each an owner
+        return losses
+    return losses.new_zeros((n_owners, columns)).index_add_(0, owner_of_row, losses)
+
+
+def _greedy(model, rows, owner_rows, owner_of_row, value, threat) -> EditResult:
+    """The greedy attack on ``owner_rows`` (owners x features), each owner's edits shared
+    by its ``rows`` (row r is owner_of_row[r]'s features plus features no edit touches).
+    ``value(scores, gains)`` scores each owner's candidate edits (owners x candidates)
+    from the rows' scores and the rows' exact gains (rows x candidates); an owner takes
+    its best edit while that value is > 0."""
     candidates = _Candidates(model, rows, threat)
     s, scores = _sums(model, rows)
-    n_rows, device = rows.shape[0], s.device
-    direction = direction.to(device, s.dtype)
-    toggled = torch.zeros((n_rows, len(candidates.toggles)), dtype=torch.bool, device=device)
-    changed = torch.zeros((n_rows, len(candidates.fields)), dtype=torch.bool, device=device)
-    flips: list[tuple[np.ndarray, np.ndarray]] = []  # (row, feature) pairs that flip
-    n_edits = np.zeros(n_rows, dtype=np.int64)
-    everyone = torch.arange(n_rows, device=device)
+    n_owners, device = owner_rows.shape[0], s.device
+    first = torch.zeros(n_owners, dtype=torch.long, device=device)
+    rows_index = torch.arange(len(owner_of_row), device=device)
+    first.scatter_reduce_(0, owner_of_row, rows_index, "amin", include_self=False)
+    toggled = torch.zeros((n_owners, len(candidates.toggles)), dtype=torch.bool, device=device)
+    changed = torch.zeros((n_owners, len(candidates.fields)), dtype=torch.bool, device=device)
+    flips: list[tuple[np.ndarray, np.ndarray]] = []  # (owner, feature) pairs that flip
+    n_edits = np.zeros(n_owners, dtype=np.int64)
+    everyone = torch.arange(n_owners, device=device)
     path = [scores]
     for _ in range(threat.budget):
-        best = torch.zeros(n_rows, dtype=s.dtype, device=device)  # only gains > 0 count
-        choice = torch.full((n_rows, 3), -1, dtype=torch.long, device=device)
+        best = torch.zeros(n_owners, dtype=s.dtype, device=device)  # only values > 0 count
+        gain = torch.zeros_like(scores)  # each row's gain from its owner's best edit
+        choice = torch.full((n_owners, 3), -1, dtype=torch.long, device=device)
         for kind, index, gains, _, void in candidates.blocks(s):
-            value = gains * direction[:, None]
+            worth = value(scores, gains)
             if void is not None:
-                value = value.masked_fill(void, -torch.inf)
+                worth = worth.masked_fill(void[first], -torch.inf)
             if kind == "toggle":
-                value = value.masked_fill(toggled[:, index : index + value.shape[1]], -torch.inf)
+                worth = worth.masked_fill(toggled[:, index : index + worth.shape[1]], -torch.inf)
             else:
-                value = value.masked_fill(changed[:, index, None], -torch.inf)
-            top, at = value.max(1)
+                worth = worth.masked_fill(changed[:, index, None], -torch.inf)
+            top, at = worth.max(1)
             better = top > best
             best = torch.where(better, top, best)
+            row_gain = gains.gather(1, at[owner_of_row, None])[:, 0]
+            gain = torch.where(better[owner_of_row], row_gain, gain)
             code = 0 if kind == "toggle" else 1
             new = torch.stack([torch.full_like(at, code), torch.full_like(at, index), at], 1)
             choice = torch.where(better[:, None], new, choice)
         moving = everyone[choice[:, 0] >= 0]
         if not len(moving):
             break
-        for code, kind in ((0, "toggle"), (1, "field")):
-            rows_of = moving[choice[moving, 0] == code]
-            if not len(rows_of):
+        for code in (0, 1):
+            owners = moving[choice[moving, 0] == code]
+            if not len(owners):
                 continue
-            index, at = choice[rows_of, 1], choice[rows_of, 2]
-            if kind == "toggle":
+            index, at = choice[owners, 1], choice[owners, 2]
+            if code == 0:  # a toggle
                 position = index + at
                 feature = candidates.toggles[position]
-                delta = 1 - 2 * candidates.x_toggles[rows_of, position]
-                s[rows_of] += delta[:, None] * candidates.V[feature]
-                toggled[rows_of, position] = True
-                flips.append((rows_of.cpu().numpy(), feature.cpu().numpy()))
-            else:
-                for number in index.unique().tolist():
-                    chosen = rows_of[index == number]
-                    offset, _, value = candidates.fields[number]
-                    new_value = offset + at[index == number]
-                    old = value[chosen]
-                    s[chosen] += candidates.V[new_value]
-                    had = old >= 0
-                    s[chosen[had]] -= candidates.V[old[had]]
-                    changed[chosen, number] = True
-                    flips.append((chosen.cpu().numpy(), new_value.cpu().numpy()))
-                    flips.append((chosen[had].cpu().numpy(), old[had].cpu().numpy()))
-        scores = scores + best * direction
+                delta = 1 - 2 * candidates.x_toggles[first[owners], position]
+                _move(s, owner_of_row, n_owners, owners, delta[:, None] * candidates.V[feature])
+                toggled[owners, position] = True
+                flips.append((owners.cpu().numpy(), feature.cpu().numpy()))
+                continue
+            for number in index.unique().tolist():
+                chosen = owners[index == number]
+                offset, _, value_of_row = candidates.fields[number]
+                new_value = offset + at[index == number]
+                old = value_of_row[first[chosen]]
+                had = old >= 0
+                moves = candidates.V[new_value] - candidates.V[old.clamp(min=0)] * had[:, None]
+                _move(s, owner_of_row, n_owners, chosen, moves)
+                changed[chosen, number] = True
+                flips.append((chosen.cpu().numpy(), new_value.cpu().numpy()))
+                flips.append((chosen[had].cpu().numpy(), old[had].cpu().numpy()))
+        scores = scores + gain
         path.append(scores)
         n_edits[moving.cpu().numpy()] += 1
     path += [scores] * (threat.budget + 1 - len(path))
-    return EditResult(flip(rows, flips), scores, n_edits, torch.stack(path, 1))
+    return EditResult(flip(owner_rows, flips), scores, n_edits, torch.stack(path, 1))
+
+
+def _move(s, owner_of_row, n_owners, owners, moves) -> None:
+    """Add each chosen owner's move of x V (``moves``, one row per owner of ``owners``)
+    to every row of that owner."""
+    slot = torch.full((n_owners,), -1, dtype=torch.long, device=s.device)
+    slot[owners] = torch.arange(len(owners), device=s.device)
+    of_row = slot[owner_of_row]
+    rows = torch.nonzero(of_row >= 0)[:, 0]
+    s[rows] += moves[of_row[rows]]
 
 
 def flip(rows: sp.csr_matrix, flips) -> sp.csr_matrix:
@@ -203,15 +264,93 @@ def edit_certificate(
     every_budget: bool = False,
 ) -> torch.Tensor:
     """An upper bound, per row, on how far any ``threat.budget`` edits move the score in
-    ``direction``: the b largest positive gains (one per field) plus the pairwise terms
-    of the b longest moves, sum_{e < e'} |u_e| |u_e'|. Never below what any attack
-    achieves (tests/test_fm_edits.py, against brute force). With ``grad``, the bound is
-    differentiable in the model's parameters (to train on the certified margin); with
-    ``every_budget``, (rows x budget + 1): the bound for 0, 1, ..., b edits."""
-    with torch.set_grad_enabled(grad):
-        rows = sp.csr_matrix(rows, dtype=np.float32)
-        bounds = _certificate(model, rows, direction, threat, grad)
+    ``direction``. Where the threat allows at most :data:`EXACT_COMBINATIONS` ways to
+    set its fields, the bound is the exact maximum over all of them
+    (:func:`exact_reach`); otherwise the b largest positive gains (one per field) plus
+    the pairwise terms of the b longest moves, sum_{e < e'} |u_e| |u_e'|. Never below
+    what any attack achieves (tests/test_fm_edits.py, against brute force). With
+    ``grad``, the second bound, differentiable in the model's parameters (to train on
+    the certified margin); with ``every_budget``, (rows x budget + 1): the bound for 0,
+    1, ..., b edits."""
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    if not grad and combinations(threat) <= EXACT_COMBINATIONS:
+        bounds = exact_reach(model, rows, direction, threat)
+    else:
+        with torch.set_grad_enabled(grad):
+            bounds = _certificate(model, rows, direction, threat, grad)
     return bounds if every_budget else bounds[:, -1]
+
+
+# Up to this many ways to set a threat's fields, the certificate tries them all.
+EXACT_COMBINATIONS = 4096
+# Rows whose combinations are scored at once (rows x combinations x k floats).
+EXACT_ROWS = 256
+
+
+def combinations(threat: EditThreat) -> int:
+    """The ways to set the threat's fields: keep or flip each toggle, keep or change
+    each one-hot field to each of its values (within the budget or not)."""
+    return 2 ** len(threat.toggles) * math.prod(size + 1 for _, size in threat.choices)
+
+
+@torch.no_grad()
+def exact_reach(
+    model: FactorizationMachine, rows: sp.csr_matrix, direction: torch.Tensor, threat: EditThreat
+) -> torch.Tensor:
+    """(rows x budget + 1) the largest move of the score in ``direction`` over every set
+    of at most 0, 1, ..., b edits, by trying every combination of the fields' settings:
+    a combination's move is the sum of its edits' gains plus <u_e, u_e'> for each pair,
+    accumulated one field at a time (O(combinations k) per row)."""
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    direction = direction.to(model.bias.device, model.linear.dtype)
+    reach = []
+    for start in range(0, rows.shape[0], EXACT_ROWS):
+        part = rows[start : start + EXACT_ROWS]
+        candidates = _Candidates(model, part, threat)
+        s, _ = _sums(model, part)
+        n, device = part.shape[0], s.device
+        moved = s.new_zeros((n, 1))  # per combination: the score's move so far
+        total = s.new_zeros((n, 1, model.n_factors))  # and its move of x V
+        count = torch.zeros((n, 1), dtype=torch.long, device=device)  # and its edits
+        for gains, moves, edits in _options(candidates, s):
+            pairs = torch.einsum("rck,rok->rco", total, moves)
+            moved = (moved[:, :, None] + gains[:, None, :] + pairs).flatten(1)
+            total = (total[:, :, None, :] + moves[:, None, :, :]).flatten(1, 2)
+            count = (count[:, :, None] + edits[:, None, :]).flatten(1)
+        value = moved * direction[start : start + n, None]
+        reach.append(
+            torch.stack(
+                [
+                    value.masked_fill(count > b, -torch.inf).max(1).values
+                    for b in range(threat.budget + 1)
+                ],
+                1,
+            )  # fmt: skip
+        )
+    return torch.cat(reach)
+
+
+def _options(candidates: _Candidates, s: torch.Tensor):
+    """Per field (each toggle, each one-hot field): its settings' (gains, moves of
+    x V, edits spent), (rows x settings) each, the first setting keeping the row."""
+    V = candidates.V
+    for position, feature in enumerate(candidates.toggles.tolist()):
+        gains, _, _ = candidates._toggle_terms(s, slice(position, position + 1))
+        delta = 1 - 2 * candidates.x_toggles[:, position]
+        moves = torch.stack([torch.zeros_like(s), delta[:, None] * V[feature]], 1)
+        edits = torch.tensor([0, 1], device=s.device).expand(len(s), 2)
+        yield torch.cat([torch.zeros_like(gains), gains], 1), moves, edits
+    for offset, size, value in candidates.fields:
+        gains, _, same = candidates._field_terms(s, offset, size, value)
+        had = (value >= 0)[:, None]
+        moves = V[offset : offset + size][None] - (V[value.clamp(min=0)] * had)[:, None]
+        edits = (~same).long()
+        zero = torch.zeros_like(gains[:, :1])
+        yield (
+            torch.cat([zero, gains.masked_fill(same, 0)], 1),
+            torch.cat([torch.zeros_like(moves[:, :1]), moves], 1),
+            torch.cat([zero.long(), edits], 1),
+        )
 
 
 def _certificate(model, rows, direction, threat, grad) -> torch.Tensor:

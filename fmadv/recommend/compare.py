@@ -88,6 +88,9 @@ def compare_topk(
         Label -> attack for the stability figures of the FMs: the overlap of each list
         with the list recommended after the attack on the user's profile (see
         :class:`~fmadv.recommend.fm.AttackedFMRecommender`; none: no stability figure).
+        Whole-feature edits (:class:`~fmadv.threat.EditThreat`) also give the certified
+        share: the users whose top k no such edits can change (exact, see
+        :func:`~fmadv.recommend.edits.list_radius`).
     stability_users
         Number of users (the first ones evaluated) whose lists are attacked.
     users
@@ -136,6 +139,11 @@ def compare_topk(
                 kept = topk.overlap(ids[:stability_users], attacked_ids)
                 per_user[name][f"stability {label}"] = kept
                 row[f"stability {label}"] = float(kept.mean())
+                if hasattr(attacked, "radius"):  # whole-feature edits: exact certificates
+                    radius = attacked.radius(users[:stability_users])
+                    certified = (radius > attack.budget).astype(float)
+                    per_user[name][f"certified {label}"] = certified
+                    row[f"certified {label}"] = float(certified.mean())
         rows.append(row)
 
     pair_rows, overlaps = [], {}

@@ -94,6 +94,11 @@ class EditedFMRecommender(Recommender):
         )
         return _best_edits(fm, rows, direction, self.threat)
 
+    def radius(self, user_ids) -> np.ndarray:
+        """The fewest edits that change each user's clean top k (:func:`list_radius`):
+        above ``threat.budget``, the list is certified against these edits."""
+        return list_radius(self.base, user_ids, self.threat, self.k)
+
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_fitted()
         if not hasattr(self, "user_table_"):
@@ -228,33 +233,83 @@ def _pushes_needed(fm, profile, items, unseen, item, threat: EditThreat, k: int)
     maxima. So if fewer than m - k + 1 items can be overtaken even one at a time, no b
     edits bring the item in.
     """
-    V = fm.factors.detach().double().cpu()
-    n_factors = fm.n_factors
-    user_row = _user_row(fm, profile)
-    scores = (user_row @ items.double().T).numpy()[0]
-    above = np.flatnonzero(unseen & (scores > scores[item]))
+    scores = (_user_row(fm, profile) @ items.double().T)[0]
+    above = np.flatnonzero(unseen & (scores > scores[item]).numpy())
     needed = len(above) - k + 1
     if needed <= 0:
         return 0
-    vectors = items[:, :n_factors].double()
-    toward = (vectors[item][None, :] - vectors[above]).numpy()  # s_item - s_j
+    moves, group = _moves(fm, profile, threat)
+    toward = moves @ items[:, : fm.n_factors].double().T  # <u_e, s_j> for every item
+    reach = _reach(toward[:, item, None] - toward[:, above], group)
     gaps = scores[above] - scores[item]
-    x = profile.toarray()[0]
-    groups = []  # per group: (edits x k) moves
-    for feature in threat.toggles:
-        groups.append(((1 - 2 * x[feature]) * V[feature].numpy())[None, :])
-    for offset, size in threat.choices:
-        current = field_values(profile, offset, size)[0]
-        old = V[current].numpy() if current >= 0 else np.zeros(n_factors)
-        values = [v for v in range(offset, offset + size) if v != current]
-        groups.append(V[values].numpy() - old[None, :])
-    best = np.stack([(toward @ moves.T).max(1) for moves in groups], 1).clip(0)
-    best = -np.sort(-best, axis=1)
-    reach = np.cumsum(best, axis=1)  # the most b edits move each gap
     for b in range(1, threat.budget + 1):
-        if (reach[:, min(b, reach.shape[1]) - 1] > gaps).sum() >= needed:
+        if (reach[min(b, len(reach)) - 1] > gaps).sum() >= needed:
             return b
     return threat.budget + 1
+
+
+def list_radius(base, user_ids, threat: EditThreat, k: int = 10) -> np.ndarray:
+    """The fewest profile edits (of ``threat``) that change each user's top-``k`` set on
+    a fitted FM recommender; ``threat.budget`` + 1 where no edits within the budget can.
+
+    Exact: the set changes exactly when some item j outside it overtakes some item i in
+    it, and the most b edits can move the gap score_i - score_j is the sum of the b
+    largest per-field maxima of <u_e, s_j - s_i> (the gap is linear in the user's x V).
+    A tie after the edits counts as a change. Costs O(n_edits k n_items) per user.
+    """
+    inter, fm = base.interactions_, base.model.model_
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    users, items = base.tables()
+    vectors = items[:, : fm.n_factors].double()
+    top_ids, _ = base.recommend(user_ids, k=min(k, inter.n_items))
+    radius = np.full(len(user_ids), threat.budget + 1)
+    for row, user in enumerate(user_ids):
+        scores = users[user].double() @ items.double().T
+        top = top_ids[row][top_ids[row] >= 0]
+        rest = np.ones(inter.n_items, bool)
+        rest[inter.seen[user].indices] = False
+        rest[top] = False
+        if not len(top) or not rest.any():
+            continue
+        profile = sp.csr_matrix(inter.user_features[user], dtype=np.float32)
+        moves, group = _moves(fm, profile, threat)
+        toward = moves @ vectors.T
+        # (b x top x rest) the most b edits move each gap score_i - score_j down by
+        reach = _reach(toward[:, None, rest] - toward[:, top, None], group)
+        gaps = scores[top][:, None] - scores[rest][None, :]
+        for b in range(1, threat.budget + 1):
+            if (reach[min(b, len(reach)) - 1] >= gaps).any():
+                radius[row] = b
+                break
+    return radius
+
+
+def _moves(fm, profile: sp.csr_matrix, threat: EditThreat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every single edit of one profile as its move u_e of x V (edits x k), and the
+    group (toggle or field) each belongs to: at most one edit per group."""
+    V = fm.factors.detach().double().cpu()
+    x = profile.toarray()[0]
+    moves, group = [], []
+    for feature in threat.toggles:
+        moves.append((1 - 2 * x[feature]) * V[feature][None, :])
+        group.append(len(group))
+    for offset, size in threat.choices:
+        current = field_values(profile, offset, size)[0]
+        old = V[current] if current >= 0 else torch.zeros(fm.n_factors, dtype=V.dtype)
+        values = [v for v in range(offset, offset + size) if v != current]
+        moves.append(V[values] - old)
+        group.append(len(group))
+    number = torch.cat([torch.full((len(m),), g) for m, g in zip(moves, group, strict=True)])
+    return torch.cat(moves), number
+
+
+def _reach(gains: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """(b x ...) the largest sum of at most b of ``gains`` (edits x ...), at most one per
+    group: the cumulative sums of the per-group positive maxima, largest first."""
+    index = group.view(-1, *[1] * (gains.dim() - 1)).expand_as(gains)
+    best = gains.new_zeros((int(group.max()) + 1, *gains.shape[1:]))
+    best = best.scatter_reduce(0, index, gains, "amax", include_self=True)
+    return best.sort(0, descending=True).values.cumsum(0)
 
 
 def _user_row(fm, profile: sp.csr_matrix) -> torch.Tensor:

@@ -27,8 +27,8 @@ from fmadv.errors import ConfigError
 from fmadv.evaluation.edits import edit_threat
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
-from fmadv.models.fm_edits import edit_certificate, greedy_edits
-from fmadv.sparse import SparseBatch
+from fmadv.models.fm_edits import edit_certificate, greedy_edits, greedy_pair_edits
+from fmadv.sparse import PairBatch, SparseBatch
 from fmadv.threat import DEFAULT_EPS, UNBOUNDED, UNIT_BOX, Bounds, EditThreat, unit_rows
 from fmadv.training.loop import Objective, clean_objective
 from fmadv.training.seeded import SeededGenerator
@@ -91,7 +91,8 @@ class EditObjective:
     """loss(x) + beta * loss(x_e), x_e the FM's rows after the greedy attack of
     ``threat.budget`` whole-feature edits against each row's label
     (:func:`~fmadv.models.fm_edits.greedy_edits`), made from the current model at every
-    step; or loss(x_e) alone."""
+    step; or loss(x_e) alone. On a ranking batch each user's edits raise the loss of all
+    of its rows at once (:func:`~fmadv.models.fm_edits.greedy_pair_edits`)."""
 
     threat: EditThreat
     beta: float = 0.5
@@ -100,9 +101,14 @@ class EditObjective:
     def __post_init__(self) -> None:
         _check_weights(self.beta, 1.0)
 
-    def __call__(self, model, inputs: SparseBatch, labels: torch.Tensor, loss_fn: LossFn):
-        edited = greedy_edits(model, inputs.csr, -labels, self.threat).rows
-        adversarial = loss_fn(model(SparseBatch(edited, inputs.device)), labels).mean()
+    def __call__(self, model, inputs, labels: torch.Tensor, loss_fn: LossFn):
+        if isinstance(inputs, PairBatch):  # a ranking batch: the users edit their profiles
+            edited = greedy_pair_edits(model, inputs, labels, loss_fn, self.threat).rows
+            attacked = inputs.with_users(edited)
+        else:
+            edited = greedy_edits(model, inputs.csr, -labels, self.threat).rows
+            attacked = SparseBatch(edited, inputs.device)
+        adversarial = loss_fn(model(attacked), labels).mean()
         if self.adversarial_only:
             return adversarial
         return loss_fn(model(inputs), labels).mean() + self.beta * adversarial
@@ -122,9 +128,12 @@ class CertifiedEditObjective:
     def __post_init__(self) -> None:
         _check_weights(self.beta, 1.0)
 
-    def __call__(self, model, inputs: SparseBatch, labels: torch.Tensor, loss_fn: LossFn):
+    def __call__(self, model, inputs, labels: torch.Tensor, loss_fn: LossFn):
         scores = model(inputs)
-        reach = edit_certificate(model, inputs.csr, -labels, self.threat, grad=True)
+        # A ranking batch: each row on its own (a user's edits move all of its rows at
+        # once, so the rows' separate bounds bound the group loss too).
+        rows = inputs.to_rows().csr if isinstance(inputs, PairBatch) else inputs.csr
+        reach = edit_certificate(model, rows, -labels, self.threat, grad=True)
         certified = loss_fn(scores - labels * reach, labels).mean()
         return loss_fn(scores, labels).mean() + self.beta * certified
 
@@ -221,7 +230,8 @@ class AdversarialConfig:
         if self.is_plain:
             return "plain"
         if self.edits:
-            settings = f"{self.budget} edits of {', '.join(self.edit_fields)}"
+            edits = "edit" if self.budget == 1 else "edits"
+            settings = f"{self.budget} {edits} of {', '.join(self.edit_fields)}"
             settings += ", certified margin" if self.certified else ""
             kind = "adversarial-only" if self.adversarial_only else f"adversarial, beta={self.beta}"
             return f"{kind} ({settings})"
