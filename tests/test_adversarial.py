@@ -5,8 +5,8 @@ import torch
 from fmadv.attacks import FGSM, adversarial_scores
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
-from fmadv.evaluation.robustness import attacked_scores, line_search_scores
-from fmadv.losses import hinge
+from fmadv.evaluation.robustness import attacked_scores, line_search_scores, strongest_scores
+from fmadv.losses import hinge, logistic, squared
 from fmadv.metrics.robustness import robustness_report
 from fmadv.sparse import SparseBatch
 from fmadv.training.objectives import AdversarialObjective
@@ -131,14 +131,68 @@ def test_same_seed_same_adversarial_noisy_model():
     assert torch.equal(a.model_.factors, b.model_.factors)
 
 
-def test_line_search_is_never_weaker_than_its_full_step():
+def test_the_line_search_is_the_exact_worst_point_of_the_segment():
+    """Against a grid of 401 steps: never beaten, and matched to the grid's resolution.
+    At eps = 0.5 the full step overshoots on many rows."""
     X, y = planted_problem(n_rows=600)
     model = FMClassifier(n_factors=3, **FAST).fit(X, y)
     make = model.make_attack
-    full_clean, full = attacked_scores(model.model_, X, y, make(0.2), hinge)
-    clean, worst = line_search_scores(model.model_, X, y, make, 0.2, hinge, steps=4)
-    np.testing.assert_array_equal(clean, full_clean)
-    assert np.all(y * worst <= y * full + 1e-6)
-    half_clean, half = attacked_scores(model.model_, X, y, make(0.1), hinge)
-    assert np.all(y * worst <= y * half + 1e-6)  # the grid includes alpha / 2
-    assert np.any(y * worst < y * full - 1e-4)  # and it finds a worse step somewhere
+    clean, worst = line_search_scores(model.model_, X, y, make, 0.5, logistic)
+    grid = np.stack(
+        [
+            attacked_scores(model.model_, X, y, make(a), logistic)[1]
+            for a in np.linspace(0, 0.5, 401)
+        ]
+    )
+    lowest = (y * grid).min(0)
+    assert np.all(y * worst <= lowest + 1e-5)
+    assert np.all(y * worst >= lowest - 1e-3)
+    full = grid[-1]
+    assert np.mean(y * worst < y * full - 1e-3) > 0.05  # the full step overshoots
+
+
+@pytest.mark.parametrize("loss_fn", [hinge, logistic, squared], ids=lambda f: f.__name__)
+def test_the_strong_attack_is_never_weaker_than_the_single_step_or_the_clean_row(loss_fn):
+    X, y = planted_problem(n_rows=600)
+    model = FMClassifier(n_factors=3, **{**FAST, "loss": loss_fn.__name__}, beta=0.5, eps=0.05)
+    model.fit(X, y)
+    make = model.make_attack
+    clean, single = strongest_scores(model.model_, X, y, make, 0.05, loss_fn, "single")
+    _, line = strongest_scores(model.model_, X, y, make, 0.05, loss_fn, "line")
+    _, strong = strongest_scores(model.model_, X, y, make, 0.05, loss_fn)
+    for attacked in (line, strong):
+        assert np.all(y * attacked <= y * clean + 1e-6)
+        assert np.all(y * attacked <= y * single + 1e-6)
+    assert np.all(y * strong <= y * line + 1e-6)
+    wrong = lambda scores: np.mean(np.where(scores > 0, 1, -1) != y)  # noqa: E731
+    assert wrong(strong) >= wrong(line) >= max(wrong(single), wrong(clean))
+    assert wrong(strong) > wrong(clean)
+
+
+def test_the_line_search_objective_trains_on_the_exact_worst_point():
+    """Its adversarial term is the loss at x + a* e with a* the worst step of [0, eps]:
+    checked on dense rows (e the step at budget 1), and never weaker than the step."""
+    from fmadv.sparse import SparseBatch
+    from fmadv.training.objectives import LineSearchObjective
+
+    X, y = planted_problem(n_rows=300)
+    model = FMClassifier(n_factors=3, **FAST).fit(X, y).model_.double()
+    batch = SparseBatch(X, dtype=torch.float64)
+    labels = torch.from_numpy(y).double()
+    objective = LineSearchObjective(FGSM(0.4), beta=1.0)
+    value = objective(model, batch, labels, logistic)
+    dense = batch.to_dense()
+    step = FGSM(1.0).perturb(dense, lambda rows: logistic(model.forward_dense(rows), labels))
+    grid = torch.linspace(0, 0.4, 801, dtype=torch.float64)
+    with torch.no_grad():
+        margins = torch.stack(
+            [labels * model.forward_dense(dense + a * (step - dense)) for a in grid]
+        )
+        worst = (labels * margins.min(0).values).detach()  # the worst score, per row
+        clean = logistic(model(batch), labels).mean()
+    expected = clean + logistic(worst, labels).mean()
+    torch.testing.assert_close(value.detach(), expected, atol=1e-4, rtol=1e-4)
+    full = logistic(model.forward_dense(dense + 0.4 * (step - dense)), labels).mean()
+    assert value.detach() >= clean + full.detach() - 1e-9
+    value.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

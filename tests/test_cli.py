@@ -140,6 +140,13 @@ def test_evaluate_predict_and_robustness_on_the_trained_model(trained, tmp_path)
     assert [row["eps"] for row in report["curve"]] == [0.0, 0.01, 0.1]
     assert report["curve"][0]["flip_rate"] == 0.0  # alpha = 0 moves nothing
     assert report["curve"][1]["flip_rate"] > 0  # a plain FM flips under all-feature FGSM
+    # The strong attack by default, never weaker than the single step printed beside it.
+    assert report["strength"] == "strong"
+    assert report["adversarial_error"] >= report["single_step_adversarial_error"]
+    single = invoke("robustness", trained, "--strength", "single", "--out", out, "--json")
+    assert single.exit_code == 0, single.output
+    single_report = json.loads(single.stdout)
+    assert single_report["adversarial_error"] == report["single_step_adversarial_error"]
     assert {p.name for p in out.iterdir()} == {
         "robustness.json",
         "flip_curve.csv",

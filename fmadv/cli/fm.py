@@ -43,6 +43,7 @@ from fmadv.cli.common import (
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.estimators.ranker import POSITIVES, FMRanker
+from fmadv.evaluation.robustness import STRENGTHS
 from fmadv.io import atomic_write
 from fmadv.runs.data import DataSpec
 from fmadv.runs.fm import (
@@ -96,6 +97,7 @@ ROBUSTNESS = defaults_of(robustness_fm)
 EDIT_ROBUSTNESS = defaults_of(edit_robustness_fm)
 # The attacks of train and robustness: the registry's, and whole-feature edits.
 AttackOrEdits = choices("AttackOrEdits", [*ATTACKS, EDITS])
+Strength = choices("Strength", STRENGTHS)
 ModelPath = Annotated[Path, typer.Argument(metavar="MODEL", help="A model.safetensors file.")]
 
 
@@ -254,6 +256,14 @@ def train(
         bool | None,
         typer.Option("--certified", help="--attack flips: train on the certified margin instead."),
     ] = None,
+    line_search: Annotated[
+        bool | None,
+        typer.Option(
+            "--line-search",
+            help="Train against the exact worst point between x and the attack's step, "
+            "not the step itself (which can overshoot).",
+        ),
+    ] = None,
     support: Annotated[
         Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
     ] = FM["support"],
@@ -394,6 +404,14 @@ def robustness(
     support: Annotated[
         Support | None, typer.Option(help="Features the attack may move; default: the model's.")
     ] = None,
+    strength: Annotated[
+        Strength,
+        typer.Option(
+            help="strong: per row the worst of the exact line search along the attack's "
+            "step and PGD in the same ball; line: the line search; single: the single "
+            "step (the blog's figure, which can overshoot)."
+        ),
+    ] = ROBUSTNESS["strength"],
     fields: Annotated[
         str | None,
         typer.Option(help="--attack flips: comma-separated fields the attacker edits."),
@@ -423,8 +441,9 @@ def robustness(
     flip rate as a function of the budget eps (CSV and PNG); with --attack flips, under
     edits of whole features, with the share of rows certified against any such edits.
 
-    The line-search figures take, per row, the worst of the steps eps * i / 8 along the
-    attack's direction: on an FM a full step can overshoot and land on the safe side."""
+    By default every figure comes from the strongest attack at its budget: on an FM a
+    single step can overshoot and land on the safe side, so the single step's figures
+    are printed beside it."""
     rows = {"input_file": input_file, "dataset": dataset.value if dataset is not None else None,
             "data_dir": data_dir, "out": out, "device": device}  # fmt: skip
     if attack is not None and attack.value == EDITS:
@@ -436,9 +455,10 @@ def robustness(
         result = robustness_fm(
             model_path, eps, number_list(eps_grid, "--eps-grid"),
             attack=attack.value if attack is not None else None,
-            support=support.value if support is not None else None, **rows,
+            support=support.value if support is not None else None,
+            strength=strength.value, **rows,
         )  # fmt: skip
-        used = f"{result.report['attack']} ({result.report['support']})"
+        used = f"{result.report['attack']} ({result.report['support']}, {strength.value})"
         title = f"{model_path} under {used}, eps={eps}"
     report = result.report
     if as_json:

@@ -17,7 +17,7 @@ from fmadv.data.labels import binary_labels
 from fmadv.errors import ConfigError, DataError, ModelFileError
 from fmadv.estimators.base import Estimator, default
 from fmadv.evaluation.predict import predict_scores
-from fmadv.evaluation.robustness import attacked_scores
+from fmadv.evaluation.robustness import strongest_scores
 from fmadv.io import (
     check_kind,
     check_tensors,
@@ -279,6 +279,9 @@ class FMClassifier(FMEstimator):
         with budget ``eps`` over ``support`` (see
         :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
         FM. The FM's inputs live in the unit box, so eps lies in [0, 1].
+    line_search
+        Train against the exact worst point of the segment from x to the attack's step
+        (:class:`~fmadv.training.objectives.LineSearchObjective`), not the step itself.
     budget, edit_fields, certified
         ``attack="flips"``: x_adv is the greedy attack of at most ``budget`` edits of
         whole features of the fields ``edit_fields`` (named in the feature map given to
@@ -320,6 +323,7 @@ class FMClassifier(FMEstimator):
         budget: int = default(AdversarialConfig, "budget"),
         edit_fields: tuple[str, ...] = default(AdversarialConfig, "edit_fields"),
         certified: bool = default(AdversarialConfig, "certified"),
+        line_search: bool = default(AdversarialConfig, "line_search"),
         grad_noise: float = default(GradientNoise, "eta"),
         grad_noise_gamma: float = default(GradientNoise, "gamma"),
         grad_noise_rows: str = default(GradientNoise, "rows"),
@@ -408,15 +412,24 @@ class FMClassifier(FMEstimator):
         return np.where(self.decision_function(X) > 0, 1.0, -1.0).astype(np.float32)
 
     def robustness(
-        self, X: Any, y: Any, eps: float | None = None, support: str | None = None
+        self,
+        X: Any,
+        y: Any,
+        eps: float | None = None,
+        support: str | None = None,
+        strength: str = "strong",
     ) -> dict[str, float]:
         """Flip rate, error rates and margins under this model's attack (see
-        :func:`fmadv.metrics.robustness.robustness_report`)."""
+        :func:`fmadv.metrics.robustness.robustness_report`) at ``strength``: by default
+        the strongest exact attack at the budget, ``"single"`` for the single step
+        (:func:`fmadv.evaluation.robustness.strongest_scores`)."""
         self._check_fitted()
         X = check_rows(X, self.n_features_in_, self.allow_real_valued)
         y = check_labels(y, X.shape[0])
         loss_fn = get_loss(self.train_config().loss)
-        clean, attacked = attacked_scores(
-            self.model_, X, y, self.make_attack(eps, support), loss_fn
-        )
+        budget = check_linf_eps(self.eps if eps is None else eps)
+        clean, attacked = strongest_scores(
+            self.model_, X, y, lambda step: self.make_attack(step, support), budget, loss_fn,
+            strength,
+        )  # fmt: skip
         return robustness_report(y, clean, attacked)

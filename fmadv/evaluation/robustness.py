@@ -10,11 +10,17 @@ import torch
 
 from fmadv.attacks.base import Attack
 from fmadv.attacks.core import attacked_forward
+from fmadv.attacks.pgd import PGD
+from fmadv.errors import ConfigError
 from fmadv.evaluation.predict import in_batches
-from fmadv.losses import LossFn
+from fmadv.losses import LossFn, logistic
 from fmadv.metrics.robustness import robustness_report
 from fmadv.models.fm import FactorizationMachine
 from fmadv.sparse import SparseBatch
+from fmadv.threat import check_linf_eps
+
+# How hard a robustness figure attacks (see strongest_scores), strongest first.
+STRENGTHS = ("strong", "line", "single")
 
 
 @torch.no_grad()
@@ -45,25 +51,70 @@ def line_search_scores(
     make_attack,
     eps: float,
     loss_fn: LossFn,
-    steps: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, worst attacked) scores over the steps eps * i / steps, i = 1..steps.
+    """(clean, worst) scores: per row the exact worst point, for the row's label, of the
+    segment from x to the single step of ``make_attack(eps)``.
 
-    On an FM the score after a step of size a along the attack's direction is a quadratic
-    in a: a large step can overshoot, so that the perturbed score ends on the safe side.
-    The row's worst margin y * y_hat over the step grid is an exact, cheap lower bound of
-    what a step of at most eps along that direction does.
+    A single step on an FM can overshoot: its score along the step's direction e is
+    exactly a quadratic, y(a) = y0 + b a + c a^2, and a full step can land past the
+    boundary on the safe side. The direction does not depend on the step's length, and
+    for a <= 1 the binary row's step never meets the box's walls, so the scores at
+    a = 1/2 and a = 1 give b and c; the worst point of [0, eps] is then an end or the
+    vertex. ``eps`` <= 1.
     """
+    check_linf_eps(eps)
+    clean, half = attacked_scores(model, X, y, make_attack(0.5), loss_fn)
+    _, full = attacked_scores(model, X, y, make_attack(1.0), loss_fn)
+    y0, y_half, y_full = (np.asarray(v, np.float64) for v in (clean, half, full))
+    b = 4 * y_half - 3 * y0 - y_full
+    c = 2 * y_full + 2 * y0 - 4 * y_half
+    vertex = np.divide(-b, 2 * c, out=np.zeros_like(b), where=c != 0).clip(0, eps)
+    steps = np.stack([np.zeros_like(b), np.full_like(b, eps), vertex], 1)
+    scores = y0[:, None] + b[:, None] * steps + c[:, None] * steps**2
     labels = np.asarray(y, np.float64)
-    clean, worst = None, None
-    for i in range(1, steps + 1):
-        scores, attacked = attacked_scores(model, X, y, make_attack(eps * i / steps), loss_fn)
-        if worst is None:
-            clean, worst = scores, attacked
-        else:
-            worse = labels * attacked < labels * worst
-            worst = np.where(worse, attacked, worst)
-    return clean, worst
+    worst = scores[np.arange(len(b)), np.argmin(labels[:, None] * scores, 1)]
+    return clean, worst.astype(clean.dtype)
+
+
+def strongest_scores(
+    model: FactorizationMachine,
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    make_attack,
+    eps: float,
+    loss_fn: LossFn,
+    strength: str = "strong",
+    pgd_steps: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, attacked) scores under the attack of ``make_attack(eps)`` at ``strength``:
+
+    * ``"single"``: its single step (the FM blog's figure);
+    * ``"line"``: the exact worst point on the segment to that step
+      (:func:`line_search_scores`);
+    * ``"strong"`` (the default): per row the worst of the line search and of PGD in the
+      same ball and box (``pgd_steps`` steps from a random start, each row keeping its
+      worst iterate). Every point is a real perturbation scored exactly, so the result
+      is never weaker than the single step nor than the clean row.
+
+    The single step follows ``loss_fn`` (the model's training loss, as the blog does);
+    the others aim at the margin itself (the logistic loss, whose slope is never 0: a
+    hinge's zero slope beyond the margin would leave those rows unattacked).
+    """
+    if strength not in STRENGTHS:
+        raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
+    if strength == "single":
+        return attacked_scores(model, X, y, make_attack(eps), loss_fn)
+    clean, worst = line_search_scores(model, X, y, make_attack, eps, logistic)
+    labels = np.asarray(y, np.float64)
+    single = attacked_scores(model, X, y, make_attack(eps), loss_fn)[1]
+    # The model's own loss may push a row another way (squared: towards its label).
+    worst = np.where(labels * single < labels * worst, single, worst)
+    ball = make_attack(eps).threat
+    if strength == "line" or ball.space != "inputs" or eps == 0:
+        return clean, worst
+    pgd = PGD(eps, ball.support, ball.norm, steps=pgd_steps)
+    _, projected = attacked_scores(model, X, y, pgd, logistic)
+    return clean, np.where(labels * projected < labels * worst, projected, worst)
 
 
 def flip_curve(
@@ -73,10 +124,12 @@ def flip_curve(
     make_attack,
     budgets: Sequence[float],
     loss_fn: LossFn,
+    strength: str = "strong",
 ) -> list[dict]:
-    """One robustness report per budget; ``make_attack(eps)`` builds the attack."""
+    """One robustness report per budget; ``make_attack(eps)`` builds the attack, run at
+    ``strength`` (:func:`strongest_scores`)."""
     rows = []
     for eps in budgets:
-        clean, attacked = attacked_scores(model, X, y, make_attack(eps), loss_fn)
+        clean, attacked = strongest_scores(model, X, y, make_attack, eps, loss_fn, strength)
         rows.append({"eps": float(eps), **robustness_report(y, clean, attacked)})
     return rows

@@ -17,7 +17,7 @@ from fmadv.data import read_libfm
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.evaluation.edits import edit_curve, edit_threat
-from fmadv.evaluation.robustness import flip_curve, line_search_scores
+from fmadv.evaluation.robustness import STRENGTHS, flip_curve, strongest_scores
 from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
 from fmadv.metrics.classification import classification_report
@@ -169,6 +169,7 @@ def robustness_fm(
     eps_grid: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1),
     attack: str | None = None,
     support: str | None = None,
+    strength: str = "strong",
     input_file: Path | None = None,
     dataset: str | None = None,
     data_dir: Path | None = None,
@@ -176,15 +177,22 @@ def robustness_fm(
     device: str = "cpu",
 ) -> RobustnessResult:
     """Flip rate, adversarial error and margins of a saved model under attack at ``eps``,
-    with a line search along the attack's direction, and the flip rate against each
-    budget of ``eps_grid`` (``robustness.json``, ``flip_curve.csv``, ``flip_curve.png``
-    in ``out``, by default ``robustness/`` beside the model).
+    and the same against each budget of ``eps_grid`` (``robustness.json``,
+    ``flip_curve.csv``, ``flip_curve.png`` in ``out``, by default ``robustness/`` beside
+    the model).
 
-    The attack and support default to those the model was trained with.
+    ``strength`` (:func:`~fmadv.evaluation.robustness.strongest_scores`): ``"strong"``
+    takes per row the worst of the exact line search along the attack's step and of
+    PGD in the same ball; ``"line"`` the line search alone; ``"single"`` the single step
+    (the FM blog's figure, which can overshoot). The summary also gives the single
+    step's flip rate and error beside the chosen strength's. The attack and support
+    default to those the model was trained with.
     """
     model_path = model_file(model_path)
     grid = [check_linf_eps(float(e)) for e in eps_grid]
     check_linf_eps(eps)
+    if strength not in STRENGTHS:
+        raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
     model = FMEstimator.load(model_path, device=device)
     config = model.adversarial_config()
     # A model trained against edits is attacked in the box by FGSM unless told otherwise.
@@ -197,24 +205,27 @@ def robustness_fm(
         return config.make_attack(check_linf_eps(step))
 
     # The summary's budget is usually a point of the curve: attack once for both.
-    curve = flip_curve(model.model_, rows.X, rows.y, make, sorted(set(grid) | {eps}), loss_fn)
+    budgets = sorted(set(grid) | {eps})
+    curve = flip_curve(model.model_, rows.X, rows.y, make, budgets, loss_fn, strength)
     summary = dict(next(point for point in curve if point["eps"] == eps))
     curve = [point for point in curve if point["eps"] in grid]
-    clean, worst = line_search_scores(model.model_, rows.X, rows.y, make, eps, loss_fn)
-    line_search = robustness_report(rows.y, clean, worst)
-    summary["line_search_flip_rate"] = line_search["flip_rate"]
-    summary["line_search_adversarial_error"] = line_search["adversarial_error"]
+    clean, single = strongest_scores(model.model_, rows.X, rows.y, make, eps, loss_fn, "single")
+    single_step = robustness_report(rows.y, clean, single)
+    summary["single_step_flip_rate"] = single_step["flip_rate"]
+    summary["single_step_adversarial_error"] = single_step["adversarial_error"]
     report = {
         "model": str(model_path),
         "rows": name,
         "attack": config.attack,
         "support": config.support,
+        "strength": strength,
         **summary,
     }
-    label = f"{model_path.parent.name} ({config.attack}, {config.support})"
+    label = f"{model_path.parent.name} ({config.attack}, {config.support}, {strength})"
+    title = f"{name}: flip rate against eps ({strength} attack)"
     return _write_robustness(
         out or model_path.parent / "robustness", "flip_curve", report, curve,
-        lambda path: plot_flip_curves({label: curve}, path, title=f"{name}: flip rate against eps"),
+        lambda path: plot_flip_curves({label: curve}, path, title=title),
     )  # fmt: skip
 
 

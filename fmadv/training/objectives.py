@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,54 @@ class AdversarialObjective:
         if self.adversarial_only:
             return adversarial
         return self.clean_weight * loss_fn(scores, labels).mean() + self.beta * adversarial
+
+
+@dataclass
+class LineSearchObjective:
+    """loss(x) + beta * loss(x + a* e): e the attack's single step at budget 1, a* the
+    exact worst step of [0, eps] for each row's label.
+
+    Trained against the full step, an FM learns to push the attacked score past the
+    boundary on the right side (gradient masking): the step overshoots. Along e the
+    FM's score is exactly a quadratic in a (a binary row's step of length <= 1 never
+    meets the box's walls), so its scores at a = 0, 1/2 and 1 give the score at a* by
+    interpolation, differentiable in the parameters with the points held fixed. For
+    the FM's single steps on rows moving on their own (not a ranking batch).
+    """
+
+    attack: Attack
+    beta: float = 0.5
+    lean_dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        _check_weights(self.beta, 1.0)
+        if self.attack.single_step() is None:
+            raise ConfigError(f"the line search follows a single step, not {self.attack.name}")
+
+    def __call__(self, model, inputs, labels: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
+        if isinstance(inputs, PairBatch):
+            raise ConfigError("the line search trains FMs on labelled rows, not the ranker")
+        scores = model(inputs)
+        half, full = (
+            attacked_forward(
+                model, inputs, labels, loss_fn, replace(self.attack, eps=step),
+                clean=scores, lean_dtype=self.lean_dtype,
+            ).adversarial
+            for step in (0.5, 1.0)
+        )  # fmt: skip
+        with torch.no_grad():
+            b = 4 * half - 3 * scores - full
+            c = 2 * full + 2 * scores - 4 * half
+            vertex = torch.where(c != 0, -b / (2 * c), torch.zeros_like(b))
+            steps = torch.stack(
+                [torch.zeros_like(b), torch.full_like(b, self.attack.eps),
+                 vertex.clamp(0, self.attack.eps)], 1,
+            )  # fmt: skip
+            reached = scores[:, None] + b[:, None] * steps + c[:, None] * steps.square()
+            a = steps.gather(1, (labels[:, None] * reached).argmin(1, keepdim=True))[:, 0]
+        # The quadratic through (0, y0), (1/2, y_half), (1, y_full), at a.
+        worst = (1 - 3 * a + 2 * a**2) * scores + (4 * a - 4 * a**2) * half + (2 * a**2 - a) * full
+        return loss_fn(scores, labels).mean() + self.beta * loss_fn(worst, labels).mean()
 
 
 @dataclass
@@ -157,6 +205,9 @@ class AdversarialConfig:
         Train on loss(x_adv) alone (learning with an adversary).
     attack_precision
         ``"float32"`` or ``"bfloat16"``: the type of the FM's attack mask product.
+    line_search
+        Train against the exact worst point of the segment from x to the attack's
+        single step (:class:`LineSearchObjective`) rather than the step itself.
     budget, edit_fields, certified
         ``attack="flips"``: at most ``budget`` edits of whole features of the named
         fields per row (:data:`EDITS`; eps and support do not apply); ``certified``
@@ -173,6 +224,7 @@ class AdversarialConfig:
     budget: int = 1
     edit_fields: tuple[str, ...] = ()
     certified: bool = False
+    line_search: bool = False
 
     @property
     def is_plain(self) -> bool:
@@ -219,9 +271,15 @@ class AdversarialConfig:
             raise ConfigError(
                 f"attack_precision must be one of {list(PRECISIONS)}, got {self.attack_precision!r}"
             )
+        lean_dtype = PRECISIONS[self.attack_precision]
+        if self.line_search:
+            if self.adversarial_only:
+                raise ConfigError("the line search trains beside the clean loss, not alone")
+            searched = LineSearchObjective(self.make_attack(), self.beta, lean_dtype)
+            return clean_objective if self.is_plain else searched
         adversarial = AdversarialObjective(
             self.make_attack(), self.beta, self.adversarial_only, bounds=bounds,
-            lean_dtype=PRECISIONS[self.attack_precision],
+            lean_dtype=lean_dtype,
         )  # fmt: skip
         return clean_objective if self.is_plain else adversarial
 
@@ -235,10 +293,13 @@ class AdversarialConfig:
             settings += ", certified margin" if self.certified else ""
             kind = "adversarial-only" if self.adversarial_only else f"adversarial, beta={self.beta}"
             return f"{kind} ({settings})"
-        settings = f"{self.attack}, eps={self.eps}, {self.support}"
+        search = ", line search" if self.line_search else ""
+        settings = f"{self.attack}, eps={self.eps}, {self.support}{search}"
         if self.adversarial_only:
             return f"adversarial-only ({settings})"
-        return f"adversarial ({self.attack}, beta={self.beta}, eps={self.eps}, {self.support})"
+        return (
+            f"adversarial ({self.attack}, beta={self.beta}, eps={self.eps}, {self.support}{search})"
+        )
 
 
 @dataclass
