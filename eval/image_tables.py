@@ -7,7 +7,7 @@
 Every column is measured on the 10,000 MNIST test images; every attack is made against
 the model in that row, except "fixed": the adversarial test set made once from the
 normally trained network with Adv_Loss. PGD (L2, 20 steps, random start) is the column
-none of the source papers had. Results go to eval/results/images/.
+none of the source papers had. Results go to ``--out`` (default eval/results/images/).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from fmadv.reports import markdown_table
 from fmadv.training.loop import TrainConfig
 
 HERE = Path(__file__).parent
-OUT = HERE / "results" / "images"
 PIXELS = 784
 
 # Huang et al. (2015), Table 1: Validation, Fixed, Adv_Loss_Sign, Adv_Loss, Adv_Alpha.
@@ -102,15 +101,15 @@ def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
         row["published"] = " / ".join(f"{v:.3f}" for v in published) if published else ""
         rows.append(row)
     table = pd.DataFrame(rows)
-    write(table, f"{tag}.md", f"{tag}.csv")
+    write(table, args.out, f"{tag}.md", f"{tag}.csv")
     return classifiers
 
 
-def write(table: pd.DataFrame, md_name: str, csv_name: str) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    table.to_csv(OUT / csv_name, index=False)
+def write(table: pd.DataFrame, out: Path, md_name: str, csv_name: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / csv_name, index=False)
     text = markdown_table(table)
-    (OUT / md_name).write_text(text + "\n")
+    (out / md_name).write_text(text + "\n")
     print(text, flush=True)
 
 
@@ -154,10 +153,11 @@ def huang_lenet(args) -> None:
             data.bounds,
         )
     frame = pd.DataFrame([{"attack": k, **p} for k, c in curves.items() for p in c])
-    frame.to_csv(OUT / "huang_figure1_lenet.csv", index=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out / "huang_figure1_lenet.csv", index=False)
     plot_accuracy_curves(
         curves,
-        OUT / "huang_figure1_lenet.png",
+        args.out / "huang_figure1_lenet.png",
         title="Normally trained LeNet: accuracy against the L2 norm",
     )
     print(frame.pivot(index="eps", columns="attack", values="accuracy").to_string(), flush=True)
@@ -197,7 +197,7 @@ def lenet_report(args) -> None:
                     else float("nan"),
                 }
             )
-    write(pd.DataFrame(rows), "lenet_report.md", "lenet_report.csv")
+    write(pd.DataFrame(rows), args.out, "lenet_report.md", "lenet_report.csv")
 
 
 def main() -> None:
@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000, help="test images evaluated")
     parser.add_argument("--curve-rows", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "images")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     started = time.perf_counter()

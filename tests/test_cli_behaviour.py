@@ -184,6 +184,7 @@ def test_compare_topk_tables_are_whole_at_80_columns(tmp_path):
         assert result.exit_code == 0, result.output
         models.append(tmp_path / name / "model.safetensors")
     result = fmadv("compare-topk", *models, "popularity", "random", "--stability-users", "20",
+                   "--seed-control",
                    "--out", tmp_path / "cmp")  # fmt: skip
     assert result.returncode == 0, result.stderr
     text = result.stdout

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -79,11 +80,18 @@ def test_cli_recommend_and_compare(tmp_path):
     out = tmp_path / "cmp"
     result = runner.invoke(app, ["compare-topk", str(runs["plain"]), str(runs["adv"]), "popularity",
                                  "random", "-k", "5", "--out", str(out), "--alphas", "0,0.01",
-                                 "--stability-users", "20"])  # fmt: skip
+                                 "--stability-users", "20", "--seed-control"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    pairs = (out / "pairs.csv").read_text().splitlines()
-    assert len(pairs) == 1 + 6  # header + the 6 pairs of 4 models
+    pairs = pd.read_csv(out / "pairs.csv")
+    assert len(pairs) == 6  # the 6 pairs of 4 models
     assert "stability fgsm all 0" in (out / "models.csv").read_text()
+    # Each FM against itself on the next seed: the overlap chance alone leaves.
+    models = pd.read_csv(out / "models.csv", index_col=0)
+    assert 0 < models.loc["plain", "seed_overlap"] < 1
+    assert np.isnan(models.loc["popularity", "seed_overlap"])
+    fm_pair = pairs[(pairs.a == "plain") & (pairs.b == "adv")].iloc[0]
+    assert fm_pair.seed_overlap == pytest.approx(models.seed_overlap[["plain", "adv"]].mean())
+    assert pairs.seed_overlap.isna().sum() == 5
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ COMPARE_PAIR_COLUMNS = ("a", "b", "overlap", "rbo", "kendall_tau", "share_b_lowe
 TUNING_HEADERS = {"baseline": "baseline", "default_ndcg": "untuned", "chosen_ndcg": "tuned",
                   "tried": "tried", "chosen": "chosen values"}  # fmt: skip
 STABILITY = "stability "  # the prefix of the models' stability columns, one per attack
+CERTIFIED = "certified "  # and of their certified shares, one per edit budget
 SHOWN_USERS = 20
 RECOMMEND, COMPARE = defaults_of(recommend_lists), defaults_of(compare_models)
 
@@ -215,6 +216,14 @@ def compare_topk_command(
             metavar="SECONDS", help="Tuning time per baseline; its untuned point always runs."
         ),
     ] = COMPARE["tune_budget"],
+    seed_control: Annotated[
+        bool,
+        typer.Option(
+            "--seed-control",
+            help="Train each FM again with the next seed: the overlap of two seeds, beside "
+            "every overlap figure.",
+        ),
+    ] = COMPARE["seed_control"],
     data_dir: DataDir = None,
 ) -> None:
     """Compare the top-k lists of FMs and baselines: ranking metrics, overlap, preference
@@ -225,7 +234,7 @@ def compare_topk_command(
         edit_budgets=None if edit_budgets is None
         else tuple(int(b) for b in number_list(edit_budgets, "--edit-budgets")),
         edit_fields=None if edit_fields is None else tuple(f for f in edit_fields.split(",") if f),
-        data_dir=data_dir, tune=tune, tune_budget=tune_budget,
+        data_dir=data_dir, tune=tune, tune_budget=tune_budget, seed_control=seed_control,
     )  # fmt: skip
     if run.tuning:
         title = f"baselines tuned on validation NDCG@{k}"
@@ -236,11 +245,20 @@ def compare_topk_command(
     models = comparison.models.reset_index()
     title = f"top-{k} on {run.dataset}: {len(comparison.users)} users"
     console.print(_frame_table(models, title, _spaced(COMPARE_MODEL_COLUMNS)))
-    stability = [column for column in models.columns if column.startswith(STABILITY)]
-    if stability:
-        attacked = models.dropna(how="all", subset=stability)
-        headers = {"model": "model", **{c: c.removeprefix(STABILITY) for c in stability}}
-        title = f"stability: share of each top-{k} list kept"
-        console.print(_frame_table(attacked, title, headers))
-    console.print(_frame_table(comparison.pairs, "pairs", _spaced(COMPARE_PAIR_COLUMNS)))
+    for prefix, title in (
+        (STABILITY, f"stability: share of each top-{k} list kept"),
+        (CERTIFIED, f"certified: share of top-{k} lists no such edits can change"),
+    ):
+        columns = [column for column in models.columns if column.startswith(prefix)]
+        if columns:
+            shown = models.dropna(how="all", subset=columns)
+            headers = {"model": "model", **{c: c.removeprefix(prefix) for c in columns}}
+            console.print(_frame_table(shown, title, headers))
+    pairs = comparison.pairs
+    console.print(_frame_table(pairs, "pairs", _spaced(COMPARE_PAIR_COLUMNS)))
+    if "seed_overlap" in pairs:
+        controlled = pairs.dropna(subset=["seed_overlap"])
+        title = f"overlap beside the seed control (two seeds of one FM share that of top {k})"
+        headers = _spaced(("a", "b", "overlap", "seed_overlap"))
+        console.print(_frame_table(controlled, title, headers))
     console.print("written: " + ", ".join(str(p) for p in run.files))

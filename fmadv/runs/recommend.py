@@ -15,6 +15,7 @@ from fmadv.data import Splits, item_titles
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.io import MODEL_FILE_NAME, atomic_write, model_file
+from fmadv.metrics import topk
 from fmadv.recommend import Interactions
 from fmadv.recommend.baselines import BASELINES, make_baseline
 from fmadv.recommend.compare import Comparison, compare_topk, write_report
@@ -112,6 +113,7 @@ def compare_models(
     data_dir: Path | None = None,
     tune: bool = False,
     tune_budget: float = DEFAULT_BUDGET_SECONDS,
+    seed_control: bool = False,
 ) -> ComparisonRun:
     """Compare the top-k lists of saved FMs and baselines (``popularity``, ``random``,
     ``als``, ``bpr``, ``itemknn``, in any mix) on the data and split the first FM was
@@ -124,7 +126,10 @@ def compare_models(
     ``tune``, each baseline that declares a tuning grid is first tuned for NDCG@k on the
     first FM's validation split (at most ``tune_budget`` seconds each, see
     :func:`fmadv.recommend.tuning.tune`) and compared with the values that won;
-    ``tuning.csv`` in ``out`` lists every point tried.
+    ``tuning.csv`` in ``out`` lists every point tried. With ``seed_control``, each FM is
+    trained again with the next seed on the same data (``seed_overlap``: how much of its
+    lists the two seeds share), and each pair gets the mean of its FMs' seed overlaps: the
+    overlap two models that differ in nothing but chance would have.
     """
     steps = [check_linf_eps(float(e)) for e in eps_grid]
     if k < 1:
@@ -156,6 +161,8 @@ def compare_models(
         recommenders, interactions, splits.test, k=k, judge=judge, attacks=attacks,
         stability_users=stability_users,
     )  # fmt: skip
+    if seed_control:
+        _seed_overlaps(comparison, loaded, splits, interactions)
     title = f"Top-{k} comparison on {dataset}"
     if tuning:
         title += ", baselines tuned on validation"
@@ -165,6 +172,22 @@ def compare_models(
         atomic_write(Path(out) / "tuning.csv", lambda t: table.to_csv(t, index=False))
         files.append(Path(out) / "tuning.csv")
     return ComparisonRun(comparison, dataset, files, tuning)
+
+
+def _seed_overlaps(comparison, loaded: dict, splits: Splits, interactions) -> None:
+    """Each FM's overlap with itself trained on the next seed, and each pair's baseline."""
+    for name, model in loaded.items():
+        twin = type(model)(**{**model.get_params(), "random_state": model.random_state + 1})
+        twin.fit_splits(splits)
+        lists, _ = FMRecommender(twin).fit(interactions).recommend(comparison.users, k=comparison.k)
+        seeds = topk.overlap(comparison.lists[name], lists)
+        comparison.per_user[name]["seed_overlap"] = seeds
+        comparison.models.loc[name, "seed_overlap"] = float(seeds.mean())
+    own = comparison.models.get("seed_overlap")
+    comparison.pairs["seed_overlap"] = [
+        float((own[a] + own[b]) / 2) if a in loaded and b in loaded else float("nan")
+        for a, b in zip(comparison.pairs.a, comparison.pairs.b, strict=True)
+    ]
 
 
 def _tune_baselines(
