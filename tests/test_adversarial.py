@@ -196,3 +196,17 @@ def test_the_line_search_objective_trains_on_the_exact_worst_point():
     assert value.detach() >= clean + full.detach() - 1e-9
     value.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_the_strong_flip_curve_never_falls_with_the_budget():
+    """A perturbation within a small ball lies in every larger one: the curve keeps each
+    row's worst point over the budgets up to eps, even where PGD's long steps overshoot."""
+    from fmadv.evaluation.robustness import flip_curve
+
+    X, y = planted_problem(n_rows=400)
+    model = FMClassifier(n_factors=3, **FAST, beta=0.5, eps=0.05).fit(X, y)
+    budgets = [0.3, 0.0, 0.01, 0.1]
+    curve = flip_curve(model.model_, X, y, model.make_attack, budgets, hinge)
+    assert [point["eps"] for point in curve] == budgets
+    errors = {point["eps"]: point["adversarial_error"] for point in curve}
+    assert errors[0.0] <= errors[0.01] <= errors[0.1] <= errors[0.3]

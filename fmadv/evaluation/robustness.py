@@ -21,6 +21,8 @@ from fmadv.threat import check_linf_eps
 
 # How hard a robustness figure attacks (see strongest_scores), strongest first.
 STRENGTHS = ("strong", "line", "single")
+# Inputs of one dense batch of the strong attack's PGD (256 MiB in float32).
+DENSE_ELEMENTS = 1 << 26
 
 
 @torch.no_grad()
@@ -113,7 +115,9 @@ def strongest_scores(
     if strength == "line" or ball.space != "inputs" or eps == 0:
         return clean, worst
     pgd = PGD(eps, ball.support, ball.norm, steps=pgd_steps)
-    _, projected = attacked_scores(model, X, y, pgd, logistic)
+    # PGD runs on dense rows: batches of at most DENSE_ELEMENTS inputs.
+    rows = max(1, min(4096, DENSE_ELEMENTS // max(X.shape[1], 1)))
+    _, projected = attacked_scores(model, X, y, pgd, logistic, batch_size=rows)
     return clean, np.where(labels * projected < labels * worst, projected, worst)
 
 
@@ -127,9 +131,15 @@ def flip_curve(
     strength: str = "strong",
 ) -> list[dict]:
     """One robustness report per budget; ``make_attack(eps)`` builds the attack, run at
-    ``strength`` (:func:`strongest_scores`)."""
-    rows = []
-    for eps in budgets:
+    ``strength`` (:func:`strongest_scores`). Above the single step, each row keeps the
+    worst point found at any budget up to eps (each lies in the larger ball too): PGD's
+    long steps at a large budget can overshoot as the single step does."""
+    rows, labels, worst = [], np.asarray(y, np.float64), None
+    for eps in sorted(budgets):
         clean, attacked = strongest_scores(model, X, y, make_attack, eps, loss_fn, strength)
+        if strength != "single" and worst is not None:
+            attacked = np.where(labels * worst < labels * attacked, worst, attacked)
+        worst = attacked
         rows.append({"eps": float(eps), **robustness_report(y, clean, attacked)})
-    return rows
+    order = {float(eps): number for number, eps in enumerate(budgets)}
+    return sorted(rows, key=lambda row: order[row["eps"]])

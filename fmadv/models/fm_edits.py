@@ -15,7 +15,10 @@ So after an edit, every other edit's gain moves by <u_e, u_e'>: updating s by u_
 recomputing the gains from the row's original features is exact. The greedy attack takes
 the best edit, b times (O(b n k) per row); the certificate bounds any b edits by the b
 largest gains plus the pairwise terms, sum_{e < e'} |u_e| |u_e'| over the b longest
-moves (at most one edit per field).
+moves (at most one edit per field), or, where the fields have few settings in all, is
+the exact maximum over every one of them. On a ranking batch the user is the attacker:
+one set of edits moves all of the user's rows, and the greedy attack scores each
+candidate by the exact loss of those rows.
 """
 
 from __future__ import annotations
