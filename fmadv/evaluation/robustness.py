@@ -67,15 +67,26 @@ def line_search_scores(
     check_linf_eps(eps)
     clean, half = attacked_scores(model, X, y, make_attack(0.5), loss_fn)
     _, full = attacked_scores(model, X, y, make_attack(1.0), loss_fn)
-    y0, y_half, y_full = (np.asarray(v, np.float64) for v in (clean, half, full))
+    y0, y_half, y_full = (torch.from_numpy(np.asarray(v, np.float64)) for v in (clean, half, full))
+    labels = torch.from_numpy(np.asarray(y, np.float64))
+    worst = on_segment(y0, y_half, y_full, worst_step(y0, y_half, y_full, labels, eps)).numpy()
+    return clean, worst.astype(clean.dtype)
+
+
+def worst_step(y0, y_half, y_full, labels: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per row the step a of [0, eps] minimising labels * y(a), y the quadratic through
+    (0, y0), (1/2, y_half), (1, y_full): an end of the segment or the vertex."""
     b = 4 * y_half - 3 * y0 - y_full
     c = 2 * y_full + 2 * y0 - 4 * y_half
-    vertex = np.divide(-b, 2 * c, out=np.zeros_like(b), where=c != 0).clip(0, eps)
-    steps = np.stack([np.zeros_like(b), np.full_like(b, eps), vertex], 1)
-    scores = y0[:, None] + b[:, None] * steps + c[:, None] * steps**2
-    labels = np.asarray(y, np.float64)
-    worst = scores[np.arange(len(b)), np.argmin(labels[:, None] * scores, 1)]
-    return clean, worst.astype(clean.dtype)
+    vertex = torch.where(c != 0, -b / (2 * c), torch.zeros_like(b)).clamp(0, eps)
+    steps = torch.stack([torch.zeros_like(b), torch.full_like(b, eps), vertex], 1)
+    reached = y0[:, None] + b[:, None] * steps + c[:, None] * steps.square()
+    return steps.gather(1, (labels[:, None] * reached).argmin(1, keepdim=True))[:, 0]
+
+
+def on_segment(y0, y_half, y_full, a: torch.Tensor) -> torch.Tensor:
+    """That quadratic at a, by interpolation: differentiable in the three scores."""
+    return (1 - 3 * a + 2 * a**2) * y0 + (4 * a - 4 * a**2) * y_half + (2 * a**2 - a) * y_full
 
 
 def strongest_scores(

@@ -174,7 +174,7 @@ def push(base, user: int, item: int, threat: EditThreat, k: int = 10) -> Push:
     inter, fm = base.interactions_, base.model.model_
     if inter.seen[user, item]:
         raise ConfigError(f"user {user} has already seen item {item}: it is never recommended")
-    _, items = base.tables()
+    items = base.tables()[1].double()
     unseen = np.ones(inter.n_items, bool)
     unseen[inter.seen[user].indices] = False
     profile = sp.csr_matrix(inter.user_features[user], dtype=np.float32)
@@ -203,7 +203,7 @@ def push(base, user: int, item: int, threat: EditThreat, k: int = 10) -> Push:
 
 def _rank(fm, profile, items, unseen, item) -> int:
     """The item's 0-based rank among the user's unseen items."""
-    scores = (_user_row(fm, profile) @ items.double().T).numpy()[0]
+    scores = (_user_row(fm, profile) @ items.T).numpy()[0]
     return int((scores[unseen] > scores[item]).sum())
 
 
@@ -233,13 +233,13 @@ def _pushes_needed(fm, profile, items, unseen, item, threat: EditThreat, k: int)
     maxima. So if fewer than m - k + 1 items can be overtaken even one at a time, no b
     edits bring the item in.
     """
-    scores = (_user_row(fm, profile) @ items.double().T)[0]
+    scores = (_user_row(fm, profile) @ items.T)[0]
     above = np.flatnonzero(unseen & (scores > scores[item]).numpy())
     needed = len(above) - k + 1
     if needed <= 0:
         return 0
     moves, group = _moves(fm, profile, threat)
-    toward = moves @ items[:, : fm.n_factors].double().T  # <u_e, s_j> for every item
+    toward = moves @ items[:, : fm.n_factors].T  # <u_e, s_j> for every item
     reach = _reach(toward[:, item, None] - toward[:, above], group)
     gaps = scores[above] - scores[item]
     for b in range(1, threat.budget + 1):
@@ -260,11 +260,12 @@ def list_radius(base, user_ids, threat: EditThreat, k: int = 10) -> np.ndarray:
     inter, fm = base.interactions_, base.model.model_
     user_ids = np.asarray(user_ids, dtype=np.int64)
     users, items = base.tables()
-    vectors = items[:, : fm.n_factors].double()
+    items = items.double()
+    vectors = items[:, : fm.n_factors]
     top_ids, _ = base.recommend(user_ids, k=min(k, inter.n_items))
     radius = np.full(len(user_ids), threat.budget + 1)
     for row, user in enumerate(user_ids):
-        scores = users[user].double() @ items.double().T
+        scores = users[user].double() @ items.T
         top = top_ids[row][top_ids[row] >= 0]
         rest = np.ones(inter.n_items, bool)
         rest[inter.seen[user].indices] = False

@@ -25,6 +25,7 @@ from fmadv.attacks.core import attacked_forward, perturb_dense
 from fmadv.checks import integer, nonnegative
 from fmadv.errors import ConfigError
 from fmadv.evaluation.edits import edit_threat
+from fmadv.evaluation.robustness import on_segment, worst_step
 from fmadv.losses import LossFn
 from fmadv.models.fm_attack import PRECISIONS
 from fmadv.models.fm_edits import edit_certificate, greedy_edits, greedy_pair_edits
@@ -120,17 +121,8 @@ class LineSearchObjective:
             for step in (0.5, 1.0)
         )  # fmt: skip
         with torch.no_grad():
-            b = 4 * half - 3 * scores - full
-            c = 2 * full + 2 * scores - 4 * half
-            vertex = torch.where(c != 0, -b / (2 * c), torch.zeros_like(b))
-            steps = torch.stack(
-                [torch.zeros_like(b), torch.full_like(b, self.attack.eps),
-                 vertex.clamp(0, self.attack.eps)], 1,
-            )  # fmt: skip
-            reached = scores[:, None] + b[:, None] * steps + c[:, None] * steps.square()
-            a = steps.gather(1, (labels[:, None] * reached).argmin(1, keepdim=True))[:, 0]
-        # The quadratic through (0, y0), (1/2, y_half), (1, y_full), at a.
-        worst = (1 - 3 * a + 2 * a**2) * scores + (4 * a - 4 * a**2) * half + (2 * a**2 - a) * full
+            a = worst_step(scores, half, full, labels, self.attack.eps)
+        worst = on_segment(scores, half, full, a)
         return loss_fn(scores, labels).mean() + self.beta * loss_fn(worst, labels).mean()
 
 
