@@ -28,6 +28,15 @@ UNBOUNDED: Bounds = (-math.inf, math.inf)
 DEFAULT_EPS = 0.003
 SUPPORTS = ("all", "active")
 NORMS = ("linf", "l2", "l1")
+# How a step of the stated norm meets the input box:
+# * "project": it is placed in the intersection of the ball and the box, so the norm
+#   that reaches the model is the stated one wherever the box leaves room for it (a
+#   step along a direction keeps that direction until coordinates meet the box's walls;
+#   PGD projects onto the intersection exactly);
+# * "clip": the step of the stated norm, then clipped to the box, which shortens it;
+# * "none": the step of the stated norm, unclipped, as the image papers state their
+#   budgets (the perturbed input may leave the box).
+BOXES = ("project", "clip", "none")
 # What the perturbation moves: the model's inputs, or the embeddings of the row's
 # active features (APR), which have no box.
 SPACES = ("inputs", "embeddings")
@@ -47,18 +56,22 @@ class ThreatModel:
         ``"all"``: every coordinate may move; ``"active"``: only the non-zero ones (on
         binary rows: only the ones, and only down).
     space
-        ``"inputs"`` (clipped to the input box) or ``"embeddings"`` (no box).
+        ``"inputs"`` (inside the input box) or ``"embeddings"`` (no box).
+    box
+        How a step of norm eps meets the input box (:data:`BOXES`).
     """
 
     norm: str
     eps: float
     support: str = "all"
     space: str = "inputs"
+    box: str = "clip"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
         check_support(self.support)
+        check_box(self.box)
         if self.space not in SPACES:
             raise ConfigError(f"unknown space {self.space!r}; expected one of {SPACES}")
         if self.norm == "linf" and self.space == "inputs":
@@ -85,9 +98,110 @@ def check_eps(eps: float) -> float:
     return nonnegative("the attack budget eps", eps)
 
 
+def check_box(box: str) -> str:
+    if box not in BOXES:
+        raise ConfigError(f"unknown box convention {box!r}; expected one of {BOXES}")
+    return box
+
+
 def clip_to_box(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     low, high = bounds
     return torch.clamp(x, min=low, max=high)
+
+
+def row_norms(x: torch.Tensor, norm: str) -> torch.Tensor:
+    """The ``norm`` of each row over all non-batch dimensions."""
+    order = {"linf": math.inf, "l2": 2, "l1": 1}[norm]
+    return torch.linalg.vector_norm(x.flatten(1), ord=order, dim=1)
+
+
+def place_step(
+    x: torch.Tensor, direction: torch.Tensor, eps: float, norm: str, bounds: Bounds, box: str
+) -> torch.Tensor:
+    """x moved along ``direction`` (per row; any length, 0 stays put) by a step whose
+    ``norm`` is ``eps``, meeting the box as ``box`` says (see :data:`BOXES`).
+
+    With ``"project"`` the step is clip(s * direction) for the s at which its norm is
+    eps: along its direction until coordinates reach the walls, the others then carry
+    on. For a sign direction in L-inf that is the clipped step itself; in L2 it is the
+    steepest ascent of a linear loss over the ball and the box together. Where the box
+    leaves less room than eps, every coordinate that moves ends at its wall.
+    """
+    x = x.detach()
+    if box == "project":
+        low, high = _room(x, bounds)
+        scale = reach_scale(direction, eps, norm, low, high)
+        return x + torch.clamp(rows_like(scale, x) * direction, min=low, max=high)
+    unit = direction / rows_like(row_norms(direction, norm).clamp_min(_tiny(x)), x)
+    step = x + eps * unit
+    return step if check_box(box) == "none" else clip_to_box(step, bounds)
+
+
+def project_l2(x: torch.Tensor, z: torch.Tensor, eps: float, bounds: Bounds) -> torch.Tensor:
+    """The point of the L2 ball of radius eps around x and of the box nearest to z.
+
+    Minimising ||d - (z - x)||^2 over the box with the ball as a constraint gives, per
+    coordinate, d = clip((z - x) / (1 + mu)) for one multiplier mu >= 0 per row: the
+    box clip of z - x when its norm is within eps, else the shrink at which it is eps.
+    """
+    low, high = _room(x, bounds)
+    delta = z - x
+    scale = reach_scale(delta, eps, "l2", low, high).clamp(max=1.0)
+    return x + torch.clamp(rows_like(scale, x) * delta, min=low, max=high)
+
+
+def _room(x: torch.Tensor, bounds: Bounds) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far each coordinate of x may fall and rise inside the box (<= 0 and >= 0)."""
+    low, high = bounds
+    return (low - x).clamp(max=0).expand_as(x), (high - x).clamp(min=0).expand_as(x)
+
+
+def reach_scale(
+    direction: torch.Tensor, eps: float, norm: str, low: torch.Tensor, high: torch.Tensor
+) -> torch.Tensor:
+    """Per row, the smallest s >= 0 at which clip(s * direction, low, high) has ``norm``
+    eps; where it never does, one large enough that every moving coordinate is at its
+    wall (0 for a row that does not move).
+
+    Coordinate i meets its wall at t_i = room_i / |d_i|. Between two walls the clipped
+    step's norm is (C + s^p A)^(1/p), C the walls' part and A the free coordinates' (for
+    L-inf the free part is s max |d_i| and C the largest wall), so s solves one equation
+    on the segment where the norm passes eps: no iteration, exact up to rounding.
+    """
+    d = direction.detach().flatten(1).double()
+    size = d.abs()
+    room = torch.where(d > 0, high.flatten(1), -low.flatten(1)).double()
+    room = torch.where(size > 0, room, 0.0)
+    t = torch.where(size > 0, room / size.clamp_min(_tiny(d)), math.inf)
+    t, order = t.sort(1)
+    size, room = size.gather(1, order), room.gather(1, order)
+    # At s = t_k the coordinates before k are at their walls and the rest are free.
+    if norm == "linf":
+        walls = torch.cummax(room, 1).values
+        walls = torch.cat([walls.new_zeros(len(d), 1), walls[:, :-1]], 1)
+        free = size.flip(1).cummax(1).values.flip(1)
+        at_t = torch.maximum(walls, torch.where(free > 0, t * free, 0.0))
+    else:
+        p = {"l2": 2.0, "l1": 1.0}[norm]
+        walls = torch.cumsum(room**p, 1)
+        walls = torch.cat([walls.new_zeros(len(d), 1), walls[:, :-1]], 1)
+        free = size.pow(p).flip(1).cumsum(1).flip(1)
+        at_t = (walls + torch.where(free > 0, t**p * free, 0.0)) ** (1 / p)
+    reached = at_t >= eps
+    k = torch.where(reached.any(1), reached.float().argmax(1), d.shape[1] - 1)
+    walls_k, free_k = walls.gather(1, k[:, None])[:, 0], free.gather(1, k[:, None])[:, 0]
+    if norm == "linf":
+        scale = torch.where(walls_k >= eps, 0.0, eps / free_k.clamp_min(_tiny(d)))
+    else:
+        scale = ((eps**p - walls_k).clamp_min(0) / free_k.clamp_min(_tiny(d))) ** (1 / p)
+    # Out of reach: past the last finite wall every moving coordinate is at its wall.
+    finite = torch.where(torch.isfinite(t), t, 0.0).amax(1)
+    scale = torch.where(reached.any(1), scale, finite)
+    return scale.to(direction.dtype)
+
+
+def _tiny(x: torch.Tensor) -> float:
+    return torch.finfo(x.dtype).tiny
 
 
 def unit_rows(x: torch.Tensor, tiny: float | None = None) -> torch.Tensor:

@@ -67,6 +67,9 @@ def dense_perturbation(model, batch, labels, loss_fn, attack) -> torch.Tensor:
         if sign:
             move = torch.where(active, -(lean < 0).to(V.dtype), (lean > 0).to(V.dtype))
         else:
-            inv_norm = lean.square().sum(1).clamp_min(torch.finfo(V.dtype).tiny).rsqrt()[:, None]
-            move = torch.where(active, lean.clamp(max=0), lean.clamp(min=0)) * inv_norm
+            move = torch.where(active, lean.clamp(max=0), lean.clamp(min=0))
+            # Clipped: the norm of the whole gradient; projected: of the moving part.
+            counted = move if ball.box == "project" else lean
+            inv_norm = counted.square().sum(1).clamp_min(torch.finfo(V.dtype).tiny).rsqrt()
+            move = move * inv_norm[:, None]
         return x + ball.eps * move

@@ -24,6 +24,7 @@ from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier
 from fmadv.losses import cross_entropy, hinge, logistic
 from fmadv.sparse import SparseBatch
+from fmadv.threat import BOXES
 from tests.fm_helpers import planted_problem, random_fm, random_rows
 
 ALPHA = {"mlp": 0.05, "fm": 0.05}
@@ -181,6 +182,37 @@ def test_budget_and_box(name, options, model, box, support):
     if support == "active":
         assert torch.equal(x_adv[problem.x == 0], problem.x[problem.x == 0])
     assert (x_adv != problem.x).any(), "the attack moved nothing"
+
+
+@cases
+@models
+@boxes
+def test_box_conventions(name, options, model, box):
+    # "none": the stated norm reaches the model, in or out of the box; "clip": inside,
+    # shorter; "project": inside, and a single step keeps the stated norm (the box leaves
+    # room for 0.05 on every row here, except along the one coordinate of an L1 step).
+    problem = PROBLEMS[model](box)
+    eps = ALPHA[model]
+    moved = {}
+    for convention in BOXES:
+        attack = make(name, {**options, "box": convention}, eps)
+        assert attack.threat.box == convention
+        moved[convention] = run(attack, problem) - problem.x
+    norm = budget_norm(name, make(name, options, eps))
+    sizes = {convention: row_norms(delta, norm) for convention, delta in moved.items()}
+    moving = sizes["none"] > 0
+    assert moving.sum() > len(moving) // 4
+    for convention in ("clip", "project"):
+        low, high = (torch.as_tensor(b) for b in problem.bounds)
+        x_adv = problem.x + moved[convention]
+        assert (x_adv >= low - 1e-6).all() and (x_adv <= high + 1e-6).all()
+    if name in SINGLE_STEP:
+        full = torch.full_like(sizes["none"][moving], eps)
+        torch.testing.assert_close(sizes["none"][moving], full)
+        if norm != "l1":
+            torch.testing.assert_close(sizes["project"][moving], full)
+        assert (sizes["clip"] <= sizes["project"] + 1e-6).all()
+    assert all((size <= eps * (1 + 1e-5) + 1e-6).all() for size in sizes.values())
 
 
 @cases

@@ -239,10 +239,11 @@ def test_seeded_random_start_is_reproducible():
 
 @pytest.mark.parametrize("norm, single", [("linf", FGSM), ("l2", L2Step)])
 def test_one_step_from_the_clean_row_is_the_single_step_attack(norm, single):
-    # Where the single step raises the loss, PGD's one step from x is that same step.
+    # Where the single step raises the loss, PGD's one step from x is that same step,
+    # clipped (projected, the single step in L2 would carry on past the walls).
     x, loss_fn = mlp_classifier()
-    pgd = PGD(0.05, norm=norm, steps=1, step_size=0.05, random_start=False)
-    x_pgd, x_single = pgd.perturb(x, loss_fn), single(0.05).perturb(x, loss_fn)
+    pgd = PGD(0.05, norm=norm, steps=1, step_size=0.05, random_start=False, box="clip")
+    x_pgd, x_single = pgd.perturb(x, loss_fn), single(0.05, box="clip").perturb(x, loss_fn)
     with torch.no_grad():
         raised = loss_fn(x_single) > loss_fn(x)
     assert raised.sum() > len(x) // 2

@@ -48,7 +48,7 @@ def test_curve_writes_csv_and_png(image_model, tmp_path):
                                  "--out", str(tmp_path), "--data-dir", str(data_dir)])  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "curve.csv").read_text().splitlines()
-    assert lines[0] == "attack,eps,accuracy" and len(lines) == 1 + 6
+    assert lines[0] == "attack,eps,accuracy,l2_norm" and len(lines) == 1 + 6
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 

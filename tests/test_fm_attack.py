@@ -46,10 +46,12 @@ ATTACKS = [
     FGSM(0.2, "active"),
     L2Step(0.5, "all"),
     L2Step(0.5, "active"),
+    L2Step(0.5, "all", box="clip"),
+    L2Step(0.5, "active", box="clip"),
 ]
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: f"{a.name}-{a.eps}-{a.support}")
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: f"{a.name}-{a.eps}-{a.support}-{a.box}")
 @pytest.mark.parametrize("n, k, seed", [(30, 4, 0), (200, 8, 1), (1000, 3, 2)])
 @pytest.mark.parametrize("loss_fn", MARGIN_LOSSES.values(), ids=lambda f: f.__name__)
 @pytest.mark.parametrize("cache", [True, False], ids=["cached", "recomputed"])
@@ -164,3 +166,21 @@ def test_bfloat16_masks_agree_with_float32_on_nearly_every_coordinate():
     # A few flipped coordinates move each score by about alpha * |g_j|, no more.
     assert (rounded - exact).abs().max() < 0.05 * exact.abs().max()
     assert not torch.equal(rounded, exact)
+
+
+def test_steps_without_a_closed_form_run_on_dense_rows():
+    # Unclipped rows leave the box, and a projected L2 step longer than 1 meets its
+    # walls: the FM has no closed form for either, and the core's dense path serves them.
+    model, batch, labels = problem(30, 4, seed=0)
+    rho = loss_direction(model(batch), labels, hinge)
+    for attack in (FGSM(0.2, box="none"), L2Step(1.5, box="project")):
+        assert model.exact_attack_scores(batch, rho, attack.single_step()) is None
+        x_adv = attack.perturb(
+            batch.to_dense(), lambda rows: hinge(model.forward_dense(rows), labels)
+        )
+        torch.testing.assert_close(
+            adversarial_scores(model, batch, labels, hinge, attack), model.forward_dense(x_adv)
+        )
+        moving = (x_adv != batch.to_dense()).any(1)
+        inside = ((x_adv >= 0) & (x_adv <= 1)).all(1)
+        assert moving.any() and inside.all() == (attack.box == "project")

@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from fmadv.attacks import L2Step
+from fmadv.attacks.core import perturb_dense
 from fmadv.data.image_prep import PreparedImages
 from fmadv.errors import ConfigError, ModelFileError
 from fmadv.estimators.image import (
@@ -140,7 +143,7 @@ def test_earlier_model_files_still_load(tmp_path):
     metadata = {k: v for k, v in header.items() if not k.startswith("format")}
     save_tensors(tmp_path / "old.safetensors", tensors, {**metadata, "config": flat}, "fmadv.image")
     loaded = ImageClassifier.load(tmp_path / "old.safetensors")
-    assert loaded.config == config
+    assert loaded.config == replace(config, box="clip")  # their attacks clipped
     torch.testing.assert_close(loaded.model(data.test_x), trained.model(data.test_x))
 
 
@@ -158,7 +161,30 @@ def test_bad_image_options(options, message):
         ImageTrainConfig(**{**FAST, **options}).validate()
 
 
-def test_sign_attacks_get_the_equivalent_per_pixel_step():
+def test_image_budgets_are_l2_norms_and_the_box_convention_says_what_reaches_the_model():
     fgsm = image_attack("fgsm", 1.5, 784)
-    assert fgsm.eps == pytest.approx(1.5 / 28)
+    assert (fgsm.eps, fgsm.measure, fgsm.threat.norm, fgsm.box) == (1.5, "l2", "l2", "project")
     assert image_attack("l2", 1.5, 784).eps == 1.5
+    assert image_attack("pgd", 1.5, 784, norm="linf").eps == pytest.approx(1.5 / 28)
+    # Pixels near the walls: clipping shortens the step, the projection keeps its norm.
+    torch.manual_seed(0)
+    x = torch.rand(30, 1, 8, 8).round() * 0.9 + 0.05
+    model = MLP(in_features=64, hidden=(16,), n_classes=4)
+    y = torch.randint(0, 4, (30,))
+
+    def norms(name, box):
+        attack = image_attack(name, 1.5, 64, box)
+        x_adv = perturb_dense(attack, model, x, y, cross_entropy, (0.0, 1.0))
+        inside = bool(((x_adv >= 0) & (x_adv <= 1)).all())
+        return (x_adv - x).flatten(1).norm(dim=1), inside
+
+    for name in ("fgsm", "l2", "minimal-step"):
+        (clipped, clip_inside), (projected, project_inside) = (
+            norms(name, "clip"),
+            norms(name, "project"),
+        )
+        unclipped, none_inside = norms(name, "none")
+        assert clip_inside and project_inside and not none_inside
+        torch.testing.assert_close(unclipped, torch.full_like(unclipped, 1.5))
+        torch.testing.assert_close(projected, torch.full_like(projected, 1.5))
+        assert (clipped < 1.5 - 1e-3).all()

@@ -46,4 +46,7 @@ class APR(SteepestStep):
     ) -> torch.Tensor:
         """``x`` is a batch of embeddings (batch first); the step runs over all of a row's."""
         ball = ThreatModel("l2", self.eps, "all", space="embeddings")
-        return steepest_step(x, Target.of(target).loss, ball, bounds)
+        return steepest_step(x, Target.of(target).loss, "l2", ball, bounds, "clip")
+
+    def single_step(self) -> ThreatModel:
+        return self.threat  # embeddings have no box

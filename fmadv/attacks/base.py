@@ -4,7 +4,9 @@ An attack gets the inputs, a :class:`Target` (what it pushes against) and the bo
 inputs must stay in. It never knows which model, loss or box: the same attack serves a
 hinge FM on binary rows in [0, 1] and a softmax CNN on mean-subtracted pixels.
 
-Each attack declares its :class:`~fmadv.threat.ThreatModel`. An attack that is one
+Each attack declares its :class:`~fmadv.threat.ThreatModel`, and how its step meets the
+input box (``box``: projected into the ball and the box, clipped, or not at all; see
+:data:`~fmadv.threat.BOXES`). An attack that is one
 steepest-ascent step of the linearised loss to the edge of its ball says so through
 :meth:`Attack.single_step`; a model that can evaluate such a step exactly (the FM) then
 does, and every other attack runs on dense rows (see :mod:`fmadv.attacks.core`).
@@ -28,7 +30,7 @@ from fmadv.threat import (
     UNIT_BOX,
     Bounds,
     ThreatModel,
-    clip_to_box,
+    place_step,
     steepest_ascent,
 )
 
@@ -66,17 +68,19 @@ class Target:
 class Attack(ABC):
     """A perturbation that increases a loss, inside a threat model's ball and a box.
 
-    Subclasses are dataclasses with at least ``eps`` (the budget) and ``support``.
+    Subclasses are dataclasses with at least ``eps`` (the budget), ``support`` and
+    ``box`` (how a step meets the input box, :data:`~fmadv.threat.BOXES`).
     """
 
     name: ClassVar[str] = ""
     eps: float
     support: str
+    box: str
 
     @property
     def threat(self) -> ThreatModel:
-        """The ball this attack stays in."""
-        return ThreatModel(getattr(self, "norm", "linf"), self.eps, self.support)
+        """The ball this attack stays in, and how it meets the box."""
+        return ThreatModel(getattr(self, "norm", "linf"), self.eps, self.support, box=self.box)
 
     def single_step(self) -> ThreatModel | None:
         """The ball when the attack is one steepest-ascent step of the linearised loss to
@@ -139,41 +143,63 @@ def input_gradient(x: torch.Tensor, loss: RowLoss) -> torch.Tensor:
 
 
 def steepest_step(
-    x: torch.Tensor, loss: RowLoss, ball: ThreatModel, bounds: Bounds
+    x: torch.Tensor,
+    loss: RowLoss,
+    direction_norm: str,
+    ball: ThreatModel,
+    bounds: Bounds,
+    box: str,
 ) -> torch.Tensor:
-    """One steepest-ascent step of the linearised loss to the edge of ``ball``, clipped to
-    the box; on ``support="active"`` only the non-zero coordinates move (and the norm of
-    the step is taken over those)."""
+    """One steepest-ascent step (in ``direction_norm``) of the linearised loss, of
+    ``ball``'s norm and radius, meeting the box as ``box`` says; on ``support="active"``
+    only the non-zero coordinates move (and the norm of the step is taken over those)."""
     grad = input_gradient(x, loss)
     if ball.support == "active":
         grad = grad * (x != 0)
-    return clip_to_box(x.detach() + ball.eps * steepest_ascent(grad, ball.norm), bounds)
+    direction = steepest_ascent(grad, direction_norm)
+    return place_step(x, direction, ball.eps, ball.norm, bounds, box)
 
 
 @dataclass
 class SteepestStep(Attack):
-    """One steepest-ascent step of the linearised loss to the edge of the ball of the
-    subclass's ``norm``, clipped to the box: the single-step attacks' shared body.
+    """One steepest-ascent step of the linearised loss in the subclass's ``norm``: the
+    single-step attacks' shared body.
 
     Parameters
     ----------
     eps
-        Radius of the ball.
+        The budget: the norm of the step (in ``measure``).
     support
         ``"all"``: every coordinate may move; ``"active"``: only the non-zero ones (the
         norm of the step is taken over those).
+    box
+        How the step meets the input box: ``"project"`` (the stated norm reaches the
+        model wherever the box leaves room), ``"clip"`` or ``"none"``
+        (:data:`~fmadv.threat.BOXES`).
+    measure
+        The norm eps is stated in; None: the attack's own. Huang et al. state their sign
+        step (Adv_Loss_Sign) by its L2 norm: ``FGSM(1.5, measure="l2")``.
     """
 
     eps: float = DEFAULT_EPS
     support: str = "all"
+    box: str = "project"
+    measure: str | None = None
 
     def __post_init__(self) -> None:
-        self.eps = self.threat.eps  # validates eps and support
+        self.eps = self.threat.eps  # validates eps, the measure, the support and the box
 
-    def single_step(self) -> ThreatModel:
-        return self.threat
+    @property
+    def threat(self) -> ThreatModel:
+        return ThreatModel(self.measure or self.norm, self.eps, self.support, box=self.box)
+
+    def single_step(self) -> ThreatModel | None:
+        # A step measured in another norm (the sign step of an L2 size) is not the
+        # steepest ascent of its ball: no model has a closed form for it.
+        return self.threat if self.measure in (None, self.norm) else None
 
     def perturb(
         self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
     ) -> torch.Tensor:
-        return steepest_step(x, Target.of(target).loss, self.threat, bounds)
+        loss = Target.of(target).loss
+        return steepest_step(x, loss, self.norm, self.threat, bounds, self.box)

@@ -2,8 +2,8 @@
 
 Huang, Xu, Schuurmans and Szepesvari, "Learning with a Strong Adversary" (2015),
 Algorithm 1 ("Adv_Alpha") and Section 3.1.2. Threat model: a perturbation of norm
-exactly ``eps`` (L2, L-inf or L1, per row over all non-batch dimensions) before the
-result is clipped to the box; the attacker knows the model's per-class outputs and the
+exactly ``eps`` (L2, L-inf or L1, per row over all non-batch dimensions), placed in the
+box as ``box`` says; the attacker knows the model's per-class outputs and the
 true class. The direction is the one that crosses the closest decision boundary of the
 outputs linearised around x, not the one that climbs a loss fastest.
 """
@@ -17,7 +17,14 @@ import torch
 
 from fmadv.attacks.base import Attack, Outputs, RowLoss, Target, register
 from fmadv.errors import ConfigError
-from fmadv.threat import DEFAULT_EPS, UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
+from fmadv.threat import (
+    DEFAULT_EPS,
+    UNIT_BOX,
+    Bounds,
+    place_step,
+    rows_like,
+    steepest_ascent,
+)
 
 NORMS = ("l2", "linf", "l1")
 
@@ -25,7 +32,7 @@ NORMS = ("l2", "linf", "l1")
 @register
 @dataclass
 class MinimalStep(Attack):
-    """Huang et al.'s Adv_Alpha: x_adv = clip(x + eps * r / ||r||, box).
+    """Huang et al.'s Adv_Alpha: x_adv = x + eps * r / ||r||, placed in the box.
 
     With f = ``target.outputs(x)`` and y the true class, for every class j != y let
     w_j = grad f_j - grad f_y and c_j = f_y - f_j. The smallest step that makes the
@@ -49,6 +56,10 @@ class MinimalStep(Attack):
         gradients, and so the norms, are restricted to those).
     norm
         ``"l2"``, ``"linf"`` or ``"l1"``: the norm of the budget and of the minimal step.
+    box
+        How the step meets the input box (:data:`~fmadv.threat.BOXES`): ``"project"``
+        keeps its norm at eps wherever the box leaves room, ``"clip"`` shortens it,
+        ``"none"`` leaves the box.
 
     Notes
     -----
@@ -68,6 +79,7 @@ class MinimalStep(Attack):
     eps: float = DEFAULT_EPS
     support: str = "all"
     norm: str = "l2"
+    box: str = "project"
     name = "minimal-step"
 
     def __post_init__(self) -> None:
@@ -75,12 +87,12 @@ class MinimalStep(Attack):
             raise ConfigError(
                 f"unknown norm {self.norm!r} for MinimalStep; expected one of {NORMS}"
             )
-        self.eps = self.threat.eps  # validates eps for the norm, and the support
+        self.eps = self.threat.eps  # validates eps for the norm, the support and the box
 
     def perturb(
         self, x: torch.Tensor, target: Target | RowLoss, bounds: Bounds = UNIT_BOX
     ) -> torch.Tensor:
-        """x moved by ``eps`` towards its nearest linearised boundary, clipped to the box.
+        """x moved by ``eps`` towards its nearest linearised boundary, placed in the box.
 
         Parameters
         ----------
@@ -102,7 +114,8 @@ class MinimalStep(Attack):
         w, _ = self._nearest_boundary(x, target.outputs, target.labels)
         # Rescaling r_j to norm eps cancels c_j (Section 3.1.2): only the direction of
         # w_j matters once the class is chosen.
-        return clip_to_box(x.detach() + self.eps * steepest_ascent(w, self.norm), bounds)
+        direction = steepest_ascent(w, self.norm)
+        return place_step(x, direction, self.eps, self.norm, bounds, self.box)
 
     def minimal_step(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The paper's r: the smallest step that ties the linearised f_y with some f_j.

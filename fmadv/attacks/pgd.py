@@ -15,7 +15,16 @@ import torch
 from fmadv.attacks.base import Attack, RowLoss, Target, register
 from fmadv.checks import integer, nonnegative
 from fmadv.errors import ConfigError
-from fmadv.threat import DEFAULT_EPS, UNIT_BOX, Bounds, clip_to_box, rows_like, steepest_ascent
+from fmadv.threat import (
+    DEFAULT_EPS,
+    UNBOUNDED,
+    UNIT_BOX,
+    Bounds,
+    clip_to_box,
+    project_l2,
+    rows_like,
+    steepest_ascent,
+)
 
 NORMS = ("linf", "l2")
 
@@ -23,12 +32,13 @@ NORMS = ("linf", "l2")
 @register
 @dataclass
 class PGD(Attack):
-    """Iterate x <- clip(proj_ball(x + step_size * ascent(grad loss)), box).
+    """Iterate x <- proj(x + step_size * ascent(grad loss)).
 
     The ascent direction is sign(g) for ``norm="linf"`` and g / ||g||_2 for
-    ``norm="l2"``; the projection is onto the ball of radius ``eps`` around the
-    clean x, then the box clip (which, for a clean x inside the box, never leaves the
-    ball: it moves every coordinate towards x's side).
+    ``norm="l2"``. The projection follows ``box``: ``"project"`` onto the intersection
+    of the ball of radius ``eps`` around the clean x and the box (exact; in L-inf it is
+    the ball's clamp then the box's); ``"clip"`` onto the ball, then the box clip (in
+    L2 that can land short of the nearest point); ``"none"`` onto the ball alone.
 
     Parameters
     ----------
@@ -51,6 +61,8 @@ class PGD(Attack):
     restarts
         Independent random starts, >= 1; each row keeps its best. Without a random
         start all restarts would be the same path, so only one runs.
+    box
+        How the iterates meet the input box (:data:`~fmadv.threat.BOXES`).
     seed
         Seed of the random starts: ``perturb`` draws them from a fresh generator, so
         the same inputs and model give the same result on every call.
@@ -74,12 +86,13 @@ class PGD(Attack):
     random_start: bool = True
     restarts: int = 1
     seed: int = 0
+    box: str = "project"
     name = "pgd"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r} for PGD; expected one of {NORMS}")
-        self.eps = self.threat.eps  # validates eps for the norm, and the support
+        self.eps = self.threat.eps  # validates eps for the norm, the support and the box
         integer("steps", self.steps, 1)
         integer("restarts", self.restarts, 1)
         if self.step_size is not None:
@@ -114,6 +127,7 @@ class PGD(Attack):
         """
         loss_fn = Target.of(target).loss
         x = x.detach()
+        bounds = UNBOUNDED if self.box == "none" else bounds
         movable = (x != 0).to(x.dtype) if self.support == "active" else None
         step_size = self.effective_step_size
         generator = torch.Generator(device=x.device).manual_seed(int(self.seed))
@@ -141,7 +155,9 @@ class PGD(Attack):
         return best
 
     def _project(self, x: torch.Tensor, z: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-        """z pulled back into the ball around x, then into the box."""
+        """z pulled back into the ball around x and the box."""
+        if self.norm == "l2" and self.box == "project":
+            return project_l2(x, z, self.eps, bounds)
         delta = z - x
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)

@@ -24,6 +24,7 @@ from fmadv.losses import GROUP_LOSSES, MARGIN_LOSSES
 from fmadv.models.fm_attack import PRECISIONS
 from fmadv.runs.folder import RunInterrupted
 from fmadv.runs.progress import console
+from fmadv.threat import BOXES
 from fmadv.training.device import THREADS_ENV, use_threads
 from fmadv.training.loop import MONITORS, OPTIMIZERS
 from fmadv.training.regularizers import NOISE_ROWS
@@ -42,6 +43,11 @@ Monitor = choices("Monitor", MONITORS)
 AttackName = choices("AttackName", ATTACKS)
 InputAttack = choices("InputAttack", input_attacks())
 Support = choices("Support", SUPPORTS)
+BoxConvention = choices("BoxConvention", BOXES)
+BOX_HELP = (
+    "How the attack's step meets the input box: project (the stated norm reaches the model "
+    "wherever the box leaves room), clip (shortened by the box) or none (leaves the box)."
+)
 NoiseRows = choices("NoiseRows", NOISE_ROWS)
 Precision = choices("Precision", PRECISIONS)
 DatasetName = choices("DatasetName", (card.name for card in list_cards()))

@@ -16,6 +16,8 @@ from rich.table import Table
 
 from fmadv.attacks import ATTACKS
 from fmadv.cli.common import (
+    BOX_HELP,
+    BoxConvention,
     DataDir,
     Device,
     FMDataset,
@@ -267,6 +269,7 @@ def train(
     support: Annotated[
         Support, typer.Option(help="Features the attack may move: all, or only the active ones.")
     ] = FM["support"],
+    box: Annotated[BoxConvention, typer.Option(help=BOX_HELP)] = FM["box"],
     adversarial_only: Annotated[
         bool, typer.Option(help="Train on loss(x_adv) alone (learning with an adversary).")
     ] = FM["adversarial_only"],

@@ -15,6 +15,8 @@ import typer
 from rich.table import Table
 
 from fmadv.cli.common import (
+    BOX_HELP,
+    BoxConvention,
     DataDir,
     Device,
     ImageDataset,
@@ -37,6 +39,7 @@ from fmadv.cli.common import (
 from fmadv.estimators.image import IMAGE_LOOP, METHODS, ImageTrainConfig, image_loop
 from fmadv.models.image import IMAGE_MODELS
 from fmadv.runs.image import (
+    BOX,
     CURVE_ATTACKS,
     CURVE_EPS_GRID,
     EVALUATION_ATTACKS,
@@ -79,10 +82,11 @@ def image_train(
         typer.Option(
             "--eps",
             "--norm",
-            help="L2 norm of the training attack's perturbation "
-            "(sign attacks: eps / sqrt(pixels) per pixel).",
+            help="L2 norm of the training attack's perturbation (sign attacks: the sign "
+            "step of that L2 norm).",
         ),
     ] = IMAGE.eps,
+    box: Annotated[BoxConvention, typer.Option(help=BOX_HELP)] = IMAGE.box,
     goodfellow_weight: Annotated[
         float, typer.Option(help="goodfellow: weight a of the clean loss.")
     ] = IMAGE.goodfellow_weight,
@@ -134,8 +138,8 @@ def image_train(
     )  # fmt: skip
     config = ImageTrainConfig(
         model=model.value, method=method.value, dropout=dropout, attack=attack.value, eps=eps,
-        goodfellow_weight=goodfellow_weight, split=split, rep_eps=rep_eps, vat_eps=vat_eps,
-        labeled=labeled, loop=loop,
+        box=box.value, goodfellow_weight=goodfellow_weight, split=split, rep_eps=rep_eps,
+        vat_eps=vat_eps, labeled=labeled, loop=loop,
     )  # fmt: skip
     data = ImageDataSpec(
         dataset=dataset.value, data_dir=data_dir, valid_size=valid_size, scale=scale,
@@ -160,9 +164,11 @@ def image_evaluate(
         typer.Option(
             "--eps",
             "--norm",
-            help="L2 norm of every attack's perturbation (sign attacks: eps / sqrt(pixels)).",
+            help="L2 norm of every attack's perturbation (sign attacks: the sign step of "
+            "that L2 norm).",
         ),
     ] = IMAGE.eps,
+    box: Annotated[BoxConvention, typer.Option(help=BOX_HELP)] = BOX,
     pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = PGD_STEPS,
     rows: Annotated[int | None, typer.Option(help="Evaluate on the first N test images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -170,12 +176,14 @@ def image_evaluate(
     data_dir: DataDir = None,
 ) -> None:
     """Accuracy and confidence of an image model, clean and under each attack (made
-    against the model being tested)."""
-    result = evaluate_image(model_path, _names(attacks), eps, pgd_steps, rows, data_dir, device)
+    against the model being tested), with the mean L2 norm that reached the model."""
+    result = evaluate_image(
+        model_path, _names(attacks), eps, pgd_steps, rows, data_dir, device, box.value
+    )
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
         return
-    table = Table(title=f"{model_path}: {result.rows} test images, L2 eps {eps}")
+    table = Table(title=f"{model_path}: {result.rows} test images, L2 eps {eps}, {box.value} box")
     columns = list(next(iter(result.report.values())))
     table.add_column("rows")
     for column in columns:
@@ -195,6 +203,7 @@ def image_curve_command(
         str, typer.Option("--eps-grid", "--norms", help="Comma-separated L2 norms.")
     ] = ",".join(f"{eps:g}" for eps in CURVE_EPS_GRID),
     rows: Annotated[int | None, typer.Option(help="Use the first N test images.")] = 2000,
+    box: Annotated[BoxConvention, typer.Option(help=BOX_HELP)] = BOX,
     pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = PGD_STEPS,
     out: Annotated[Path | None, typer.Option(help="Folder for curve.csv and curve.png.")] = None,
     device: Device = "cpu",
@@ -203,7 +212,7 @@ def image_curve_command(
     """Accuracy against the L2 norm of each attack (Huang et al.'s Figure 1), CSV + PNG."""
     result = image_curve(
         model_path, _names(attacks), number_list(eps_grid, "--eps-grid"), rows, pgd_steps,
-        out, data_dir, device,
+        out, data_dir, device, box.value,
     )  # fmt: skip
     table = result.points.pivot(index="eps", columns="attack", values="accuracy")
     console.print(table.to_string())

@@ -274,7 +274,7 @@ class FMClassifier(FMEstimator):
         the batch, not in the number of features. Plain training only.
     reg_bias, reg_linear, reg_factors
         L2 on the bias and on the active rows (see :class:`~fmadv.training.fm.FMPenalty`).
-    beta, eps, attack, support, adversarial_only, attack_precision
+    beta, eps, attack, support, box, adversarial_only, attack_precision
         Adversarial training: loss(x) + beta * loss(x_adv), x_adv made by ``attack``
         with budget ``eps`` over ``support`` (see
         :class:`~fmadv.training.objectives.AdversarialConfig`). beta = 0 trains a plain
@@ -318,6 +318,7 @@ class FMClassifier(FMEstimator):
         eps: float = default(AdversarialConfig, "eps"),
         attack: str = default(AdversarialConfig, "attack"),
         support: str = default(AdversarialConfig, "support"),
+        box: str = default(AdversarialConfig, "box"),
         adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
         attack_precision: str = default(AdversarialConfig, "attack_precision"),
         budget: int = default(AdversarialConfig, "budget"),

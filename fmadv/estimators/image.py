@@ -14,7 +14,9 @@ LeNet report, one entry each in :data:`METHODS`:
 * ``vat``: virtual adversarial training, labels optional (``labeled`` keeps that many).
 
 Every image budget ``eps`` is the L2 norm of the perturbation, as in Huang et al.; see
-:func:`image_attack` for the sign attacks.
+:func:`image_attack` for the sign attacks. ``box`` says how it meets the pixel box: by
+default projected into it, so that the model meets the stated norm wherever the box
+leaves room (clipping shortens the step, and the papers' unclipped step leaves the box).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from fmadv.attacks import Attack, make_attack
+from fmadv.attacks.base import SteepestStep
 from fmadv.checks import integer, nonnegative
 from fmadv.data.image_prep import PreparedImages, batches
 from fmadv.errors import ConfigError, ModelFileError
@@ -46,6 +49,7 @@ from fmadv.io import (
 )
 from fmadv.metrics.images import confidence_report
 from fmadv.models.image import IMAGE_MODELS, ImageModel, make_image_model
+from fmadv.threat import check_box
 from fmadv.training.device import resolve_device
 from fmadv.training.loop import History, Objective, TrainConfig, clean_objective, fit_loop
 from fmadv.training.objectives import (
@@ -69,11 +73,16 @@ def image_loop(**changes: Any) -> TrainConfig:
     return replace(IMAGE_LOOP, **changes)
 
 
-def image_attack(name: str, eps: float, n_pixels: int, **options: Any) -> Attack:
-    """The attack ``name`` whose perturbation has L2 norm ``eps``: sign attacks (fgsm,
-    pgd in L-inf) get the per-pixel step whose sign vector has that norm,
-    eps / sqrt(n_pixels), the way Huang et al. rescale Adv_Loss_Sign to their c = 1.5."""
-    attack = make_attack(name, 0.0, **options)
+def image_attack(
+    name: str, eps: float, n_pixels: int, box: str = "project", **options: Any
+) -> Attack:
+    """The attack ``name`` whose perturbation has L2 norm ``eps``, meeting the pixel box
+    as ``box`` says (:data:`~fmadv.threat.BOXES`). The sign step keeps its direction and
+    is measured in L2, as Huang et al. state Adv_Loss_Sign (eps / sqrt(pixels) per pixel
+    before the box); PGD in L-inf gets that per-pixel radius."""
+    attack = make_attack(name, 0.0, box=box, **options)
+    if isinstance(attack, SteepestStep) and attack.norm == "linf":
+        return replace(attack, eps=eps, measure="l2")
     if attack.threat.norm == "linf":
         eps /= math.sqrt(n_pixels)
     return replace(attack, eps=eps)
@@ -99,6 +108,9 @@ class ImageTrainConfig:
         Rate of the MLP's hidden dropout, for the methods that use it.
     attack, eps
         The training attack and the L2 norm of its perturbation (see :func:`image_attack`).
+    box
+        How every pixel attack's step meets the pixel box: ``"project"``, ``"clip"`` or
+        ``"none"`` (:data:`~fmadv.threat.BOXES`).
     goodfellow_weight
         ``goodfellow``: weight a of the clean loss.
     split, rep_eps
@@ -118,6 +130,7 @@ class ImageTrainConfig:
     dropout: float = 0.5
     attack: str = "l2"
     eps: float = 1.5
+    box: str = "project"
     goodfellow_weight: float = 0.5
     split: int | None = None
     rep_eps: float = 1.0
@@ -134,6 +147,7 @@ class ImageTrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; expected one of {list(METHODS)}")
         make_attack(self.attack, 0.0)  # an unknown attack fails here, before data is read
+        check_box(self.box)
         if not 0 <= self.goodfellow_weight <= 1:
             raise ConfigError(f"goodfellow_weight must lie in [0, 1], got {self.goodfellow_weight}")
         if not 0 <= self.dropout < 1:
@@ -153,14 +167,15 @@ class ImageTrainConfig:
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> ImageTrainConfig:
         """A config as :meth:`to_dict` wrote it, or as earlier files did: one flat dict
-        with the loop's settings beside the image ones and the budgets named
-        ``budget`` and ``rep_budget``."""
+        with the loop's settings beside the image ones, the budgets named ``budget`` and
+        ``rep_budget``, and no ``box`` (their attacks clipped)."""
         saved = {_RENAMED.get(name, name): value for name, value in saved.items()}
         loop = dict(saved.pop("loop", {}))
         for name in {f.name for f in fields(TrainConfig)} & set(saved):
             loop[name] = saved.pop(name)
         for name in _DROPPED & set(saved):
             saved.pop(name)
+        saved.setdefault("box", "clip")  # earlier releases clipped every step
         loop = {name: value for name, value in loop.items() if name not in _DROPPED}
         return cls(**saved, loop=image_loop(**loop))
 
@@ -196,7 +211,7 @@ class Method:
 
 def training_attack(config: ImageTrainConfig, data: PreparedImages) -> Attack:
     """``config.attack`` at ``config.eps`` on images of ``data``'s shape."""
-    return image_attack(config.attack, config.eps, int(np.prod(data.shape)))
+    return image_attack(config.attack, config.eps, int(np.prod(data.shape)), config.box)
 
 
 def _clean(config: ImageTrainConfig, data: PreparedImages) -> Objective:

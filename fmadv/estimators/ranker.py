@@ -93,6 +93,7 @@ class FMRanker(FMEstimator):
         eps: float = default(AdversarialConfig, "eps"),
         attack: str = default(AdversarialConfig, "attack"),
         support: str = default(AdversarialConfig, "support"),
+        box: str = default(AdversarialConfig, "box"),
         adversarial_only: bool = default(AdversarialConfig, "adversarial_only"),
         attack_precision: str = default(AdversarialConfig, "attack_precision"),
         budget: int = default(AdversarialConfig, "budget"),

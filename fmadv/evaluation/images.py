@@ -34,6 +34,13 @@ def adversarial_examples(
     return torch.cat(in_batches(model, len(x), batch_size, perturbed))
 
 
+def attacked_report(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor):
+    """Confidence report on x_adv, with the mean L2 norm of x_adv - x: the size of the
+    perturbation as the model met it, after the box."""
+    report = confidence_report(predict_logits(model, x_adv), y)
+    return {**report, "l2_norm": float((x_adv - x).flatten(1).norm(dim=1).mean())}
+
+
 def attack_report(
     model: nn.Module,
     x: torch.Tensor,
@@ -43,13 +50,15 @@ def attack_report(
     fixed: torch.Tensor | None = None,
 ) -> dict[str, dict[str, float]]:
     """Confidence report on the clean rows, on a fixed adversarial set (made once from
-    another model), and under each attack made against this model."""
-    results = {"clean": confidence_report(predict_logits(model, x), y)}
+    another model), and under each attack made against this model; the attacked rows
+    also give the mean L2 norm that reached the model."""
+    results = {"clean": {**confidence_report(predict_logits(model, x), y), "l2_norm": 0.0}}
     if fixed is not None:
-        results["fixed"] = confidence_report(predict_logits(model, fixed), y)
+        results["fixed"] = attacked_report(model, x, fixed, y)
     for name, attack in attacks.items():
-        x_adv = adversarial_examples(model, x, y, attack, bounds)
-        results[name] = confidence_report(predict_logits(model, x_adv), y)
+        results[name] = attacked_report(
+            model, x, adversarial_examples(model, x, y, attack, bounds), y
+        )
     return results
 
 
@@ -61,10 +70,13 @@ def accuracy_curve(
     budgets: Sequence[float],
     bounds: Bounds,
 ) -> list[dict[str, float]]:
-    """Accuracy under ``make_attack(budget)`` for each budget (Huang et al.'s Figure 1)."""
+    """Accuracy under ``make_attack(budget)`` for each budget (Huang et al.'s Figure 1),
+    with the mean L2 norm that reached the model."""
     points = []
     for budget in budgets:
         x_adv = adversarial_examples(model, x, y, make_attack(budget), bounds) if budget else x
-        report = confidence_report(predict_logits(model, x_adv), y)
-        points.append({"eps": float(budget), "accuracy": report["correct"]})
+        report = attacked_report(model, x, x_adv, y)
+        points.append(
+            {"eps": float(budget), "accuracy": report["correct"], "l2_norm": report["l2_norm"]}
+        )
     return points

@@ -15,10 +15,12 @@ O(batch * k + n * k + batch * tile).
 
 The path serves a threat model, not an attack class: one steepest-ascent step to the
 edge of an L-inf ball (the sign step, e_j in {-1, 0, 1}) or of an L2 ball (e = g / ||g||_2,
-with the norm over the supported coordinates before clipping), over all or only the
-active features, and the L2 step on the active embeddings (APR), which costs O(m k) per
-row and goes through autograd on the gathered embeddings. Any other threat model has no
-closed form here and the attack core runs it on dense rows.
+with the norm over the supported coordinates before clipping, or, for the step projected
+into the box, over those that can move: on binary rows that step meets no wall while
+eps <= 1), over all or only the active features, and the L2 step on the active
+embeddings (APR), which costs O(m k) per row and goes through autograd on the gathered
+embeddings. Any other threat model has no closed form here and the attack core runs it
+on dense rows.
 
 On a ranking batch (:class:`~fmadv.sparse.PairBatch`) the attacker is the user: one
 step of the user's features serves all of the user's rows. The tiles then run over the
@@ -56,6 +58,18 @@ class _Step:
     sign: bool  # True: FGSM's sign step; False: the L2 step g / ||g||
     all_features: bool
     lean_dtype: torch.dtype | None = None  # the tiles' product in this type (bf16), or not
+    # The L2 step's norm over the coordinates that can move (a zero with a positive
+    # lean, a one with a negative one): the step projected into the box, which never
+    # meets a wall for eps <= 1. Otherwise over all of them, before the box clips.
+    movable: bool = False
+
+    def rise_norm2(self, lean: torch.Tensor) -> torch.Tensor:
+        """Each zero's share of ||g||^2, per row of a tile."""
+        return (lean.relu() if self.movable else lean).square().sum(1)
+
+    def fall_norm2(self, lean: torch.Tensor) -> torch.Tensor:
+        """Each one's share of ||g||^2."""
+        return (lean.clamp(max=0) if self.movable else lean).square()
 
     def rise_(self, lean: torch.Tensor) -> torch.Tensor:
         """Unscaled rise of zeros, in place: 1[lean > 0] (sign) or relu(lean) (L2)."""
@@ -152,7 +166,7 @@ class _AttackedSums(torch.autograd.Function):
                 ]
                 table = torch.cat([V[cols_j], w[cols_j, None], q[cols_j, None]], 1)
                 if not step.sign:
-                    norm2_moving += torch.linalg.vecdot(lean, lean)
+                    norm2_moving += step.rise_norm2(lean)
                 rise = step.rise_(lean)
                 if step.sign:
                     first += rise @ table
@@ -167,7 +181,8 @@ class _AttackedSums(torch.autograd.Function):
             if not step.all_features:
                 norm2.zero_()
                 lean_as_zero = torch.zeros_like(lean_as_zero)
-            norm2.index_add_(0, row, lean_active.square() - lean_as_zero.square())
+            ones = step.fall_norm2(lean_active)
+            norm2.index_add_(0, row, ones - step.rise_norm2(lean_as_zero[:, None]))
             scale1 = norm2.clamp_min(torch.finfo(w.dtype).tiny).rsqrt()
         else:
             scale1 = torch.ones_like(norm2)
@@ -246,7 +261,7 @@ class _AttackedSums(torch.autograd.Function):
 
 
 def _attacked_sums(model, batch: SparseBatch, direction, ball: ThreatModel, lean_dtype, columns):
-    step = _Step(ball.norm == "linf", ball.support == "all", lean_dtype)
+    step = _Step(ball.norm == "linf", ball.support == "all", lean_dtype, ball.box == "project")
     return _AttackedSums.apply(
         model.linear, model.factors, batch, direction, float(ball.eps), step, columns
     )
@@ -275,8 +290,9 @@ def exact_scores(
         its score is pushed to; 0: the row does not move); a user's shared step follows
         the slope-weighted sum of its rows' gradients.
     ball
-        An L-inf or L2 ball over the binary inputs (all or active features), or an L2
-        ball over the active embeddings (APR, per row).
+        An L-inf or L2 ball over the binary inputs (all or active features), clipped to
+        the box or projected into it (L2: for eps <= 1), or an L2 ball over the active
+        embeddings (APR, per row).
     lean_dtype
         ``torch.bfloat16`` runs the tiles' mask product in bf16 (tensor cores on a GPU):
         a few coordinates near the sign boundary may then move the other way, and the
@@ -288,8 +304,10 @@ def exact_scores(
             return None
         rows = batch.to_rows() if isinstance(batch, PairBatch) else batch
         return _apr_scores(model, rows, torch.sign(slope), float(ball.eps))
-    if ball.norm not in ("linf", "l2") or not batch.is_binary:
+    if ball.norm not in ("linf", "l2") or not batch.is_binary or ball.box == "none":
         return None
+    if ball.norm == "l2" and ball.box == "project" and ball.eps > 1:
+        return None  # the projected step meets the walls: no closed form here
     if isinstance(batch, PairBatch):
         return _shared_user_scores(model, batch, slope, ball, lean_dtype)
     rho = torch.sign(slope)

@@ -33,7 +33,7 @@ from fmadv.metrics.images import confidence_report
 from fmadv.plots import plot_accuracy_curves
 from fmadv.runs.folder import RunFolder, is_main_process
 from fmadv.runs.progress import epoch_progress
-from fmadv.threat import check_eps
+from fmadv.threat import check_box, check_eps
 
 # "pgd" is PGD in L2, the norm of every image budget; "pgd-linf" is its sign version.
 PGD_NORMS = {"pgd": "l2", "pgd-linf": "linf"}
@@ -41,6 +41,7 @@ PGD_STEPS = 20
 EVALUATION_ATTACKS = ("fgsm", "l2", "alpha", "pgd")
 CURVE_ATTACKS = ("fgsm", "l2", "alpha")
 CURVE_EPS_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+BOX = default(ImageTrainConfig, "box")
 
 
 @dataclass
@@ -163,11 +164,14 @@ def image_attack_names() -> list[str]:
     return [*(name for name in pixels if name not in PGD_NORMS), *aliases, *PGD_NORMS]
 
 
-def named_attack(name: str, eps: float, n_pixels: int, pgd_steps: int = PGD_STEPS) -> Attack:
-    """The attack ``name`` (one of :func:`image_attack_names`) at L2 size ``eps``."""
+def named_attack(
+    name: str, eps: float, n_pixels: int, pgd_steps: int = PGD_STEPS, box: str = BOX
+) -> Attack:
+    """The attack ``name`` (one of :func:`image_attack_names`) at L2 size ``eps``,
+    meeting the pixel box as ``box`` says."""
     if name in PGD_NORMS:
-        return image_attack("pgd", eps, n_pixels, norm=PGD_NORMS[name], steps=pgd_steps)
-    return image_attack(name, eps, n_pixels)
+        return image_attack("pgd", eps, n_pixels, box, norm=PGD_NORMS[name], steps=pgd_steps)
+    return image_attack(name, eps, n_pixels, box)
 
 
 def _check_rows(rows: int | None) -> None:
@@ -215,14 +219,18 @@ def evaluate_image(
     rows: int | None = None,
     data_dir: Path | None = None,
     device: str = "cpu",
+    box: str = BOX,
 ) -> ImageEvaluation:
     """Accuracy and confidence of a saved image model on its dataset's test images,
-    clean and under each attack (made against this model) at L2 size ``eps``."""
+    clean and under each attack (made against this model) at L2 size ``eps``, its step
+    meeting the pixel box as ``box`` says; each report has the mean L2 norm that reached
+    the model."""
     check_eps(eps)
+    check_box(box)
     _check_rows(rows)
     _check_attack_names(attacks)
     classifier = ImageClassifier.load(model_path, device=device)
-    made = {name: named_attack(name, eps, classifier.n_pixels, pgd_steps) for name in attacks}
+    made = {name: named_attack(name, eps, classifier.n_pixels, pgd_steps, box) for name in attacks}
     x, y = evaluation_images(classifier, data_dir, rows)
     return ImageEvaluation(attack_report(classifier.model, x, y, made, classifier.bounds), len(y))
 
@@ -245,12 +253,15 @@ def image_curve(
     out: Path | None = None,
     data_dir: Path | None = None,
     device: str = "cpu",
+    box: str = BOX,
 ) -> ImageCurves:
     """Accuracy of a saved image model against the L2 size of each attack's perturbation
-    (Huang et al.'s Figure 1): ``curve.csv`` and ``curve.png`` in ``out``, by default
-    ``curve/`` beside the model."""
+    (Huang et al.'s Figure 1), each step meeting the pixel box as ``box`` says:
+    ``curve.csv`` (with the mean L2 norm that reached the model) and ``curve.png`` in
+    ``out``, by default ``curve/`` beside the model."""
     model_path = model_file(model_path)
     grid = [check_eps(float(eps)) for eps in eps_grid]
+    check_box(box)
     _check_rows(rows)
     _check_attack_names(attacks)
     classifier = ImageClassifier.load(model_path, device=device)
@@ -258,7 +269,7 @@ def image_curve(
 
     def curve(name: str) -> list[dict[str, float]]:
         def make(eps: float) -> Attack:
-            return named_attack(name, eps, classifier.n_pixels, pgd_steps)
+            return named_attack(name, eps, classifier.n_pixels, pgd_steps, box)
 
         return accuracy_curve(classifier.model, x, y, make, grid, classifier.bounds)
 
@@ -267,6 +278,6 @@ def image_curve(
     out = out or model_path.parent / "curve"
     files = [out / "curve.csv", out / "curve.png"]
     atomic_write(files[0], lambda temp: points.to_csv(temp, index=False))
-    title = f"{model_path.parent.name}: accuracy against L2 norm"
+    title = f"{model_path.parent.name}: accuracy against L2 norm ({box} box)"
     plot_accuracy_curves(curves, files[1], title=title)
     return ImageCurves(points, files)

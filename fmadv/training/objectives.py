@@ -193,6 +193,10 @@ class AdversarialConfig:
         A registered attack name (see :data:`fmadv.attacks.ATTACKS`).
     support
         ``"all"``: every feature may move; ``"active"``: only the row's active ones.
+    box
+        How the attack's step meets the input box (:data:`~fmadv.threat.BOXES`). On
+        binary rows the projected sign step is the clipped one; the projected L2 step
+        moves only coordinates that can move, by the full norm.
     adversarial_only
         Train on loss(x_adv) alone (learning with an adversary).
     attack_precision
@@ -211,6 +215,7 @@ class AdversarialConfig:
     eps: float = DEFAULT_EPS
     attack: str = "fgsm"
     support: str = "all"
+    box: str = "project"
     adversarial_only: bool = False
     attack_precision: str = "float32"
     budget: int = 1
@@ -224,7 +229,8 @@ class AdversarialConfig:
 
     def make_attack(self, eps: float | None = None, support: str | None = None) -> Attack:
         """The attack, optionally at another budget or support."""
-        return make_attack(self.attack, self.eps if eps is None else eps, support or self.support)
+        eps = self.eps if eps is None else eps
+        return make_attack(self.attack, eps, support or self.support, box=self.box)
 
     @property
     def edits(self) -> bool:
