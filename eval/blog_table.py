@@ -162,9 +162,10 @@ def percent(value) -> str:
 
 def write_markdown(table: pd.DataFrame, args) -> None:
     lines = [
-        "| model | test acc | test AUC | flip rate (blog) | flip rate, all | adv. error, all "
-        "| hinge under attack, all | flip rate, all, line search | adv. error, all, line search "
-        "| flip rate, active | epochs |",
+        "| model | test acc | test AUC | flip rate (blog) | flip rate, all: single step "
+        "| adv. error, all: single step | hinge, all: single step "
+        "| flip rate, all: exact line search | adv. error, all: exact line search "
+        "| flip rate, active: single step | epochs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for _, r in table.iterrows():
