@@ -95,8 +95,9 @@ def main() -> None:
         plot_edit_curves(chosen, args.out / f"edit_curves_{attacker.split()[0]}.png",
                          title=f"MovieLens-100K u1: edits of the {attacker}")  # fmt: skip
     print()
-    print("| attacker | model | test AUC (seeds) | b | flip rate (seeds) | certified share "
-          "(seeds) | undecided | adversarial error |")  # fmt: skip
+    print("| attacker | model | test AUC (seeds) | b (whole-feature edits) | flipped by the "
+          "greedy attack (seeds) | certified (seeds) | undecided | adversarial error, greedy "
+          "attack |")  # fmt: skip
     print("|---|---|---|---:|---|---|---:|---:|")
     for (attacker, name, budget), group in table.groupby(
         ["attacker", "model", "budget"], sort=False

@@ -98,8 +98,10 @@ def main() -> None:
 
 def print_table(table: pd.DataFrame) -> None:
     """The markdown table of eval/README.md from the rows of ``strong_attack.csv``."""
-    print("\n| model | test AUC (seeds) | alpha | single step: flipped / error / wrong to right "
-          "| line search: error | strong: flipped / error |")  # fmt: skip
+    print(
+        "\n| model | test AUC (seeds) | FGSM alpha (L-inf, in the box) | single step: flipped "
+        "/ error / wrong to right | exact line search: error | strong: flipped / error |"
+    )
     print("|---|---|---:|---|---:|---|")
     for (name, alpha), group in table.groupby(["model", "alpha"], sort=False):
 

@@ -177,14 +177,12 @@ def reach_scale(
     size, room = size.gather(1, order), room.gather(1, order)
     # At s = t_k the coordinates before k are at their walls and the rest are free.
     if norm == "linf":
-        walls = torch.cummax(room, 1).values
-        walls = torch.cat([walls.new_zeros(len(d), 1), walls[:, :-1]], 1)
+        walls = _before(torch.cummax(room, 1).values)
         free = size.flip(1).cummax(1).values.flip(1)
         at_t = torch.maximum(walls, torch.where(free > 0, t * free, 0.0))
     else:
         p = {"l2": 2.0, "l1": 1.0}[norm]
-        walls = torch.cumsum(room**p, 1)
-        walls = torch.cat([walls.new_zeros(len(d), 1), walls[:, :-1]], 1)
+        walls = _before(torch.cumsum(room**p, 1))
         free = size.pow(p).flip(1).cumsum(1).flip(1)
         at_t = (walls + torch.where(free > 0, t**p * free, 0.0)) ** (1 / p)
     reached = at_t >= eps
@@ -198,6 +196,11 @@ def reach_scale(
     finite = torch.where(torch.isfinite(t), t, 0.0).amax(1)
     scale = torch.where(reached.any(1), scale, finite)
     return scale.to(direction.dtype)
+
+
+def _before(running: torch.Tensor) -> torch.Tensor:
+    """A running total or maximum along dim 1, shifted to count only earlier entries."""
+    return torch.cat([running.new_zeros(len(running), 1), running[:, :-1]], 1)
 
 
 def _tiny(x: torch.Tensor) -> float:

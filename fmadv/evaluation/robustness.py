@@ -125,7 +125,7 @@ def strongest_scores(
     ball = make_attack(eps).threat
     if strength == "line" or ball.space != "inputs" or eps == 0:
         return clean, worst
-    pgd = PGD(eps, ball.support, ball.norm, steps=pgd_steps)
+    pgd = PGD(eps, ball.support, ball.norm, steps=pgd_steps, box=ball.box)
     # PGD runs on dense rows: batches of at most DENSE_ELEMENTS inputs.
     rows = max(1, min(4096, DENSE_ELEMENTS // max(X.shape[1], 1)))
     _, projected = attacked_scores(model, X, y, pgd, logistic, batch_size=rows)
