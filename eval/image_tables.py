@@ -202,7 +202,10 @@ def lenet_report(args) -> None:
     )
     l2_eps = args.eps * math.sqrt(PIXELS)  # the L2 norm of an eps sign step
     loop = image_loop(epochs=args.epochs, lr=args.lr, seed=args.seed)
-    shared = {"model": "lenet", "attack": "fgsm", "eps": l2_eps, "box": args.box}
+    # The report's budget is eps per pixel (L-inf). Placed in the box, that sign step is
+    # the clipped one; projecting it at the L2 norm of an unclipped one would lengthen it.
+    box = "clip" if args.box == "project" else args.box
+    shared = {"model": "lenet", "attack": "fgsm", "eps": l2_eps, "box": box}
     classifiers = {
         "standard": train(data, "standard", loop, method="normal", **shared),
         # x_adv from the current model at every step, a = 0.5: Goodfellow et al.'s

@@ -163,43 +163,39 @@ def reach_scale(
     eps; where it never does, one large enough that every moving coordinate is at its
     wall (0 for a row that does not move).
 
-    Coordinate i meets its wall at t_i = room_i / |d_i|. Between two walls the clipped
-    step's norm is (C + s^p A)^(1/p), C the walls' part and A the free coordinates' (for
-    L-inf the free part is s max |d_i| and C the largest wall), so s solves one equation
-    on the segment where the norm passes eps: no iteration, exact up to rounding.
+    Coordinate i meets its wall at t_i = room_i / |d_i|. In L-inf the norm reaches eps
+    first on a coordinate with room for it, at s = eps / |d_i|. In L2 and L1, between two
+    walls the clipped step's norm is (C + s^p A)^(1/p), C the walls' part and A the free
+    coordinates', so s solves one equation on the segment where the norm passes eps: no
+    iteration, exact up to rounding.
     """
     d = direction.detach().flatten(1).double()
     size = d.abs()
     room = torch.where(d > 0, high.flatten(1), -low.flatten(1)).double()
     room = torch.where(size > 0, room, 0.0)
     t = torch.where(size > 0, room / size.clamp_min(_tiny(d)), math.inf)
+    # Out of reach: past the last finite wall every moving coordinate is at its wall.
+    last_wall = torch.where(torch.isfinite(t), t, 0.0).amax(1)
+    if norm == "linf":
+        fits = (room >= eps) & (size > 0)
+        first = torch.where(fits, eps / size.clamp_min(_tiny(d)), math.inf).amin(1)
+        return torch.where(fits.any(1), first, last_wall).to(direction.dtype)
+    p = {"l2": 2.0, "l1": 1.0}[norm]
     t, order = t.sort(1)
     size, room = size.gather(1, order), room.gather(1, order)
     # At s = t_k the coordinates before k are at their walls and the rest are free.
-    if norm == "linf":
-        walls = _before(torch.cummax(room, 1).values)
-        free = size.flip(1).cummax(1).values.flip(1)
-        at_t = torch.maximum(walls, torch.where(free > 0, t * free, 0.0))
-    else:
-        p = {"l2": 2.0, "l1": 1.0}[norm]
-        walls = _before(torch.cumsum(room**p, 1))
-        free = size.pow(p).flip(1).cumsum(1).flip(1)
-        at_t = (walls + torch.where(free > 0, t**p * free, 0.0)) ** (1 / p)
+    walls = _before(torch.cumsum(room**p, 1))
+    free = size.pow(p).flip(1).cumsum(1).flip(1)
+    at_t = (walls + torch.where(free > 0, t**p * free, 0.0)) ** (1 / p)
     reached = at_t >= eps
-    k = torch.where(reached.any(1), reached.float().argmax(1), d.shape[1] - 1)
-    walls_k, free_k = walls.gather(1, k[:, None])[:, 0], free.gather(1, k[:, None])[:, 0]
-    if norm == "linf":
-        scale = torch.where(walls_k >= eps, 0.0, eps / free_k.clamp_min(_tiny(d)))
-    else:
-        scale = ((eps**p - walls_k).clamp_min(0) / free_k.clamp_min(_tiny(d))) ** (1 / p)
-    # Out of reach: past the last finite wall every moving coordinate is at its wall.
-    finite = torch.where(torch.isfinite(t), t, 0.0).amax(1)
-    scale = torch.where(reached.any(1), scale, finite)
-    return scale.to(direction.dtype)
+    k = reached.float().argmax(1, keepdim=True)
+    walls_k, free_k = walls.gather(1, k)[:, 0], free.gather(1, k)[:, 0]
+    scale = ((eps**p - walls_k).clamp_min(0) / free_k.clamp_min(_tiny(d))) ** (1 / p)
+    return torch.where(reached.any(1), scale, last_wall).to(direction.dtype)
 
 
 def _before(running: torch.Tensor) -> torch.Tensor:
-    """A running total or maximum along dim 1, shifted to count only earlier entries."""
+    """A running total along dim 1, shifted to count only the earlier entries."""
     return torch.cat([running.new_zeros(len(running), 1), running[:, :-1]], 1)
 
 

@@ -41,6 +41,31 @@ def test_evaluate_reports_every_attack(image_model):
     assert report["pgd"]["correct"] <= report["l2"]["correct"]
 
 
+def test_evaluate_transfers_attacks_from_another_model_at_the_stated_norm(image_model, tmp_path):
+    path, data_dir = image_model
+    other = tmp_path / "other"
+    trained = runner.invoke(app, [
+        "image", "train", "--epochs", "1", "--lr", "0.05", "--train-rows", "2000",
+        "--seed", "1", "--data-dir", str(data_dir), "--out", str(other), "--quiet",
+    ])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["image", "evaluate", str(path), "--rows", "300", "--json",
+                                 "--attacks", "l2,fgsm", "--data-dir", str(data_dir),
+                                 "--transfer-from", str(other / "model.safetensors")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"clean", "l2", "fgsm", "l2, transferred", "fgsm, transferred"}
+    # Made against another network, the attack is weaker than made against this one.
+    assert report["l2, transferred"]["correct"] >= report["l2"]["correct"]
+    # Projected into the pixel box (the default), every attack reaches the model at 1.5.
+    for name in ("l2", "fgsm", "l2, transferred"):
+        assert report[name]["l2_norm"] == pytest.approx(1.5, abs=1e-3)
+    clipped = runner.invoke(app, ["image", "evaluate", str(path), "--rows", "300", "--json",
+                                  "--attacks", "fgsm", "--box", "clip",
+                                  "--data-dir", str(data_dir)])  # fmt: skip
+    assert json.loads(clipped.stdout)["fgsm"]["l2_norm"] < 1.4
+
+
 def test_curve_writes_csv_and_png(image_model, tmp_path):
     path, data_dir = image_model
     result = runner.invoke(app, ["image", "curve", str(path), "--rows", "200",

@@ -169,6 +169,13 @@ def image_evaluate(
         ),
     ] = IMAGE.eps,
     box: Annotated[BoxConvention, typer.Option(help=BOX_HELP)] = BOX,
+    transfer_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another image model: also attack it and evaluate this one on its "
+            "adversarial images (a transfer attack; Huang et al.'s fixed set)."
+        ),
+    ] = None,
     pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = PGD_STEPS,
     rows: Annotated[int | None, typer.Option(help="Evaluate on the first N test images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -178,8 +185,9 @@ def image_evaluate(
     """Accuracy and confidence of an image model, clean and under each attack (made
     against the model being tested), with the mean L2 norm that reached the model."""
     result = evaluate_image(
-        model_path, _names(attacks), eps, pgd_steps, rows, data_dir, device, box.value
-    )
+        model_path, _names(attacks), eps, pgd_steps, rows, data_dir, device, box.value,
+        transfer_from,
+    )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
         return

@@ -62,6 +62,23 @@ def attack_report(
     return results
 
 
+def transfer_report(
+    model: nn.Module,
+    source: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: dict[str, Attack],
+    bounds: Bounds,
+) -> dict[str, dict[str, float]]:
+    """Each attack made against ``source``, another network, and met by ``model``: what an
+    attacker without access to the model transfers to it (with Adv_Loss from a normal
+    network trained apart, Huang et al.'s fixed set)."""
+    return {
+        name: attacked_report(model, x, adversarial_examples(source, x, y, attack, bounds), y)
+        for name, attack in attacks.items()
+    }
+
+
 def accuracy_curve(
     model: nn.Module,
     x: torch.Tensor,

@@ -26,7 +26,7 @@ from fmadv.estimators.image import (
     image_attack,
     train_image_classifier,
 )
-from fmadv.evaluation.images import accuracy_curve, attack_report
+from fmadv.evaluation.images import accuracy_curve, attack_report, transfer_report
 from fmadv.evaluation.predict import predict_logits
 from fmadv.io import atomic_write, model_file
 from fmadv.metrics.images import confidence_report
@@ -220,11 +220,13 @@ def evaluate_image(
     data_dir: Path | None = None,
     device: str = "cpu",
     box: str = BOX,
+    transfer_from: str | Path | None = None,
 ) -> ImageEvaluation:
     """Accuracy and confidence of a saved image model on its dataset's test images,
     clean and under each attack (made against this model) at L2 size ``eps``, its step
     meeting the pixel box as ``box`` says; each report has the mean L2 norm that reached
-    the model."""
+    the model. With ``transfer_from`` (another model of the same images), each attack is
+    also made against that model and met by this one (``"<attack>, transferred"``)."""
     check_eps(eps)
     check_box(box)
     _check_rows(rows)
@@ -232,7 +234,29 @@ def evaluate_image(
     classifier = ImageClassifier.load(model_path, device=device)
     made = {name: named_attack(name, eps, classifier.n_pixels, pgd_steps, box) for name in attacks}
     x, y = evaluation_images(classifier, data_dir, rows)
-    return ImageEvaluation(attack_report(classifier.model, x, y, made, classifier.bounds), len(y))
+    report = attack_report(classifier.model, x, y, made, classifier.bounds)
+    if transfer_from is not None:
+        source = ImageClassifier.load(transfer_from, device=device)
+        _check_same_images(classifier, source, transfer_from)
+        moved = transfer_report(classifier.model, source.model, x, y, made, classifier.bounds)
+        report.update({f"{name}, transferred": values for name, values in moved.items()})
+    return ImageEvaluation(report, len(y))
+
+
+def _check_same_images(classifier: ImageClassifier, source: ImageClassifier, path) -> None:
+    """A transfer attack needs a source model of the same images, prepared the same way."""
+    same = (
+        source.shape == classifier.shape
+        and source.scale == classifier.scale
+        and (source.mean is None) == (classifier.mean is None)
+        and torch.equal(source.low, classifier.low)
+    )
+    if not same:
+        raise ConfigError(
+            f"{path}: the transfer source takes other images than the model "
+            f"(shape {source.shape}, scale {source.scale}; the model: {classifier.shape}, "
+            f"scale {classifier.scale}, and the same mean image and box)"
+        )
 
 
 @dataclass
