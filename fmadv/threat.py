@@ -137,6 +137,12 @@ def place_step(
     return step if check_box(box) == "none" else clip_to_box(step, bounds)
 
 
+def sign_step_box(box: str) -> str:
+    """The box convention for a sign step in L-inf: projected, it is the clipped step
+    (every coordinate with room moves by eps), so the cheaper clip serves both."""
+    return "clip" if box == "project" else box
+
+
 def project_l2(x: torch.Tensor, z: torch.Tensor, eps: float, bounds: Bounds) -> torch.Tensor:
     """The point of the L2 ball of radius eps around x and of the box nearest to z.
 

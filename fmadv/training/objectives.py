@@ -291,12 +291,12 @@ class AdversarialConfig:
             settings += ", certified margin" if self.certified else ""
             kind = "adversarial-only" if self.adversarial_only else f"adversarial, beta={self.beta}"
             return f"{kind} ({settings})"
-        search = ", line search" if self.line_search else ""
-        settings = f"{self.attack}, eps={self.eps}, {self.support}{search}"
+        extras = ", line search" if self.line_search else ""
+        extras += "" if self.box == "project" else f", box {self.box}"
         if self.adversarial_only:
-            return f"adversarial-only ({settings})"
+            return f"adversarial-only ({self.attack}, eps={self.eps}, {self.support}{extras})"
         return (
-            f"adversarial ({self.attack}, beta={self.beta}, eps={self.eps}, {self.support}{search})"
+            f"adversarial ({self.attack}, beta={self.beta}, eps={self.eps}, {self.support}{extras})"
         )
 
 
