@@ -66,6 +66,19 @@ HUANG_TABLE1 = {
 REPORT = {"standard": (0.9858, 0.0496), "adversarial": (0.9840, 0.8328)}
 
 
+BOX_WORDS = {"project": "projected into the box", "clip": "clipped", "none": "unclipped"}
+
+
+def headers(pgd_steps: int) -> dict[str, str]:
+    """Column headers that name each attack's strength."""
+    return {
+        "adv_loss_sign": "Adv_Loss_Sign (single step)",
+        "adv_loss": "Adv_Loss (single step)",
+        "adv_alpha": "Adv_Alpha (single step)",
+        "pgd": f"PGD ({pgd_steps} steps)",
+    }
+
+
 def huang_attacks(eps: float, pgd_steps: int, box: str) -> dict:
     return {
         "adv_loss_sign": image_attack("fgsm", eps, PIXELS, box),
@@ -134,6 +147,8 @@ def huang_table(args, model: str, methods: dict[str, dict], tag: str) -> dict:
         rows.append(row)
     columns = ["method", "clean", "fixed", "fixed, independent", *attacks, "published"]
     table = pd.DataFrame(rows)[columns if model == "mlp" else columns[:-1]]
+    method = f"method ({BOX_WORDS[args.box]}; L2 {args.l2_eps:g})"
+    table = table.rename(columns={**headers(args.pgd_steps), "method": method})
     write(table, args.out, f"{tag}_{args.box}.md", f"{tag}_{args.box}.csv")
     return classifiers
 
@@ -272,7 +287,9 @@ def converge(args) -> None:
         attacks = huang_attacks(args.l2_eps, args.pgd_steps, box)
         report = attack_report(normal.model, test_x, test_y, attacks, data.bounds)
         rows.append({"box": box, "epochs": len(history), **cells(report)})
-    write(pd.DataFrame(rows), args.out, "converge.md", "converge.csv")
+    box_header = f"box (L2 {args.l2_eps:g})"
+    table = pd.DataFrame(rows).rename(columns={**headers(args.pgd_steps), "box": box_header})
+    write(table, args.out, "converge.md", "converge.csv")
 
 
 def main() -> None:
