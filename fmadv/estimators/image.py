@@ -74,13 +74,14 @@ def image_loop(**changes: Any) -> TrainConfig:
 
 
 def image_attack(
-    name: str, eps: float, n_pixels: int, box: str = "project", **options: Any
+    name: str, eps: float, n_pixels: int, box: str | None = None, **options: Any
 ) -> Attack:
     """The attack ``name`` whose perturbation has L2 norm ``eps``, meeting the pixel box
-    as ``box`` says (:data:`~fmadv.threat.BOXES`). The sign step keeps its direction and
-    is measured in L2, as Huang et al. state Adv_Loss_Sign (eps / sqrt(pixels) per pixel
-    before the box); PGD in L-inf gets that per-pixel radius."""
-    attack = make_attack(name, 0.0, box=box, **options)
+    as ``box`` says (:data:`~fmadv.threat.BOXES`; None: the attack's default). The sign
+    step keeps its direction and is measured in L2, as Huang et al. state Adv_Loss_Sign
+    (eps / sqrt(pixels) per pixel before the box); PGD in L-inf gets that per-pixel
+    radius."""
+    attack = make_attack(name, 0.0, **({} if box is None else {"box": box}), **options)
     if isinstance(attack, SteepestStep) and attack.norm == "linf":
         return replace(attack, eps=eps, measure="l2")
     if attack.threat.norm == "linf":
