@@ -170,39 +170,40 @@ def reach_scale(
     wall (0 for a row that does not move).
 
     Coordinate i meets its wall at t_i = room_i / |d_i|. In L-inf the norm reaches eps
-    first on a coordinate with room for it, at s = eps / |d_i|. In L2 and L1, between two
-    walls the clipped step's norm is (C + s^p A)^(1/p), C the walls' part and A the free
-    coordinates', so s solves one equation on the segment where the norm passes eps: no
-    iteration, exact up to rounding.
+    first on a coordinate with room for it, at s = eps / |d_i|. In L2 and L1 the norm is
+    (C + s^p A)^(1/p) while the set of coordinates at their walls stays the same (C their
+    part, A the free ones'). Solving that for eps from s = 0 gives an s no larger than the
+    answer, at which more coordinates may have reached their walls; repeating with them
+    climbs to the answer, and stops exactly there once no coordinate joins: at most one
+    round per coordinate, a handful in practice.
     """
-    d = direction.detach().flatten(1).double()
+    d = direction.detach().flatten(1)
     size = d.abs()
-    room = torch.where(d > 0, high.flatten(1), -low.flatten(1)).double()
-    room = torch.where(size > 0, room, 0.0)
-    t = torch.where(size > 0, room / size.clamp_min(_tiny(d)), math.inf)
+    room = torch.where(d > 0, high.flatten(1), -low.flatten(1)).to(d.dtype)
+    moving = size > 0
+    t = torch.where(moving, room / size.clamp_min(_tiny(d)), math.inf)
     # Out of reach: past the last finite wall every moving coordinate is at its wall.
     last_wall = torch.where(torch.isfinite(t), t, 0.0).amax(1)
     if norm == "linf":
-        fits = (room >= eps) & (size > 0)
+        fits = (room >= eps) & moving
         first = torch.where(fits, eps / size.clamp_min(_tiny(d)), math.inf).amin(1)
-        return torch.where(fits.any(1), first, last_wall).to(direction.dtype)
+        return torch.where(fits.any(1), first, last_wall)
     p = {"l2": 2.0, "l1": 1.0}[norm]
-    t, order = t.sort(1)
-    size, room = size.gather(1, order), room.gather(1, order)
-    # At s = t_k the coordinates before k are at their walls and the rest are free.
-    walls = _before(torch.cumsum(room**p, 1))
-    free = size.pow(p).flip(1).cumsum(1).flip(1)
-    at_t = (walls + torch.where(free > 0, t**p * free, 0.0)) ** (1 / p)
-    reached = at_t >= eps
-    k = reached.float().argmax(1, keepdim=True)
-    walls_k, free_k = walls.gather(1, k)[:, 0], free.gather(1, k)[:, 0]
-    scale = ((eps**p - walls_k).clamp_min(0) / free_k.clamp_min(_tiny(d))) ** (1 / p)
-    return torch.where(reached.any(1), scale, last_wall).to(direction.dtype)
-
-
-def _before(running: torch.Tensor) -> torch.Tensor:
-    """A running total along dim 1, shifted to count only the earlier entries."""
-    return torch.cat([running.new_zeros(len(running), 1), running[:, :-1]], 1)
+    wall_part = torch.where(moving, room, 0.0).pow(p)
+    free_part = size.pow(p)
+    scale = torch.zeros(len(d), dtype=d.dtype, device=d.device)
+    walled = t <= 0
+    while True:
+        walls = torch.where(walled, wall_part, 0.0).sum(1)
+        free = torch.where(walled, 0.0, free_part).sum(1)
+        reachable = free > 0
+        solved = ((eps**p - walls).clamp_min(0) / free.clamp_min(_tiny(d))) ** (1 / p)
+        # Never below the last round's (rounding), and past every wall when out of reach.
+        scale = torch.where(reachable, torch.maximum(solved, scale), math.inf)
+        now = t <= scale[:, None]
+        if torch.equal(now.sum(1), walled.sum(1)):  # the walled sets only grow
+            return torch.where(reachable, scale, last_wall)
+        walled = now
 
 
 def _tiny(x: torch.Tensor) -> float:

@@ -1,4 +1,5 @@
-"""FGSM and PGD throughput (images/s): fmadv against torchattacks, same model and batch.
+"""FGSM and PGD throughput (images/s): fmadv against torchattacks, same model and batch;
+then what each box convention costs fmadv's L2 attacks.
 
 torchattacks is not a dependency of fmadv; install it for this benchmark only with
 ``pip install --no-deps torchattacks`` (its FGSM and PGD need torch alone). Both sides
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from fmadv.attacks import FGSM, PGD
+from fmadv.attacks import FGSM, PGD, L2Step
 from fmadv.losses import cross_entropy
 from fmadv.models.image import MLP, LeNet
 
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--l2-eps", type=float, default=1.5, help="budget of the box table")
     args = parser.parse_args()
     try:
         import torchattacks
@@ -76,6 +78,36 @@ def main() -> None:
                 print(f"| {name} | {attack} | {ref:,.0f} | {fmadv_rate:,.0f} | {ratio:.2f}x |")
             else:
                 print(f"| {name} | {attack} | (not installed) | {fmadv_rate:,.0f} | |")
+    box_costs(args, x, y, generator, device)
+
+
+def box_costs(args, x, y, generator, device) -> None:
+    """img/s of the L2 step and L2 PGD under each box convention (the projected step
+    solves for its length; the L-inf attacks project at the clipped step's cost)."""
+    boxes = ("clip", "project", "none")
+    print(f"\n# L2 attacks at eps {args.l2_eps} under each box convention (img/s)\n")
+    print("| model | attack | " + " | ".join(boxes) + " |")
+    print("|---|---|" + "---:|" * len(boxes))
+    step = 2.5 * args.l2_eps / args.steps
+    for name, model in (("MLP", MLP(generator=generator)), ("LeNet", LeNet(generator=generator))):
+        model = model.to(device).eval()
+
+        def loss(z, net=model):
+            return cross_entropy(net(z), y)
+
+        attacks = {
+            "L2 step": lambda box: L2Step(args.l2_eps, box=box),
+            "L2 PGD": lambda box: PGD(
+                args.l2_eps, norm="l2", steps=args.steps, step_size=step, box=box
+            ),
+        }
+        for attack, make in attacks.items():
+            made = [make(box) for box in boxes]
+            rates = [
+                images_per_second(lambda a=a: a.perturb(x, loss), args.batch, args.repeats)
+                for a in made
+            ]
+            print(f"| {name} | {attack} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
 
 
 if __name__ == "__main__":
