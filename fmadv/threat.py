@@ -128,6 +128,8 @@ def place_step(
     leaves less room than eps, every coordinate that moves ends at its wall.
     """
     x = x.detach()
+    if box == "project" and norm == "linf" and _is_sign(direction):
+        box = "clip"  # every coordinate with room moves by eps: the clipped step, cheaper
     if box == "project":
         low, high = _room(x, bounds)
         scale = reach_scale(direction, eps, norm, low, high)
@@ -135,12 +137,6 @@ def place_step(
     unit = direction / rows_like(row_norms(direction, norm).clamp_min(_tiny(x)), x)
     step = x + eps * unit
     return step if check_box(box) == "none" else clip_to_box(step, bounds)
-
-
-def sign_step_box(box: str) -> str:
-    """The box convention for a sign step in L-inf: projected, it is the clipped step
-    (every coordinate with room moves by eps), so the cheaper clip serves both."""
-    return "clip" if box == "project" else box
 
 
 def project_l2(x: torch.Tensor, z: torch.Tensor, eps: float, bounds: Bounds) -> torch.Tensor:
@@ -204,6 +200,11 @@ def reach_scale(
         if torch.equal(now.sum(1), walled.sum(1)):  # the walled sets only grow
             return torch.where(reachable, scale, last_wall)
         walled = now
+
+
+def _is_sign(direction: torch.Tensor) -> bool:
+    """Whether every entry is -1, 0 or 1 (an L-inf steepest-ascent direction)."""
+    return torch.equal(direction, torch.sign(direction))
 
 
 def _tiny(x: torch.Tensor) -> float:

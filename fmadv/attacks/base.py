@@ -31,7 +31,6 @@ from fmadv.threat import (
     Bounds,
     ThreatModel,
     place_step,
-    sign_step_box,
     steepest_ascent,
 )
 
@@ -158,8 +157,6 @@ def steepest_step(
     if ball.support == "active":
         grad = grad * (x != 0)
     direction = steepest_ascent(grad, direction_norm)
-    if direction_norm == ball.norm == "linf":
-        box = sign_step_box(box)
     return place_step(x, direction, ball.eps, ball.norm, bounds, box)
 
 

@@ -23,7 +23,6 @@ from fmadv.threat import (
     Bounds,
     place_step,
     rows_like,
-    sign_step_box,
     steepest_ascent,
 )
 
@@ -116,8 +115,7 @@ class MinimalStep(Attack):
         # Rescaling r_j to norm eps cancels c_j (Section 3.1.2): only the direction of
         # w_j matters once the class is chosen.
         direction = steepest_ascent(w, self.norm)
-        box = sign_step_box(self.box) if self.norm == "linf" else self.box
-        return place_step(x, direction, self.eps, self.norm, bounds, box)
+        return place_step(x, direction, self.eps, self.norm, bounds, self.box)
 
     def minimal_step(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The paper's r: the smallest step that ties the linearised f_y with some f_j.

@@ -47,14 +47,11 @@ def attack_report(
     y: torch.Tensor,
     attacks: dict[str, Attack],
     bounds: Bounds,
-    fixed: torch.Tensor | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Confidence report on the clean rows, on a fixed adversarial set (made once from
-    another model), and under each attack made against this model; the attacked rows
-    also give the mean L2 norm that reached the model."""
+    """Confidence report on the clean rows and under each attack made against this model;
+    the attacked rows also give the mean L2 norm that reached the model (attacks made
+    against another model: :func:`transfer_report`)."""
     results = {"clean": {**confidence_report(predict_logits(model, x), y), "l2_norm": 0.0}}
-    if fixed is not None:
-        results["fixed"] = attacked_report(model, x, fixed, y)
     for name, attack in attacks.items():
         results[name] = attacked_report(
             model, x, adversarial_examples(model, x, y, attack, bounds), y
