@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import test_sample, u1
 
-from fmadv.data import load_dataset
+from fmadv.data.movielens import SIDE_FEATURES
 from fmadv.estimators.fm import FMClassifier
 from fmadv.evaluation.robustness import flip_curve
 from fmadv.losses import hinge
@@ -47,7 +48,7 @@ MODELS = {
     "adversarial": {"beta": 0.5, "eps": 0.003},
 }
 ALPHAS = (1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 3e-3)
-FEATURES = {"user+item": [], "with side": ["genre", "gender", "age", "occupation"]}
+FEATURES = {"user+item": (), "with side": SIDE_FEATURES}
 REGS = (1e-5, 1e-3)
 LENGTHS = {"early stopping": {"epochs": 30, "patience": 3}, "1 epoch": {"epochs": 1}}
 
@@ -95,12 +96,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     points = []
     for features, reg, length in itertools.product(FEATURES, REGS, LENGTHS):
-        splits = load_dataset(
-            "movielens-100k", args.data_dir, split="u1", side_features=FEATURES[features],
-            seed=args.seed,
-        )  # fmt: skip
+        splits = u1(args.data_dir, args.seed, FEATURES[features])
         test = splits.test
-        chosen = np.sort(np.random.default_rng(0).permutation(test.n_rows)[: args.rows])
+        chosen = test_sample(test.n_rows, args.rows)
         X, y = test.X[chosen], test.y[chosen]
         for name, options in MODELS.items():
             started = time.process_time()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import test_sample
 
 from fmadv.attacks import make_attack
 from fmadv.data import load_dataset
@@ -82,7 +83,7 @@ def main() -> None:
     splits = load_dataset("movielens-100k", args.data_dir, **options)
     train, valid, test = splits.train, splits.valid, splits.test
     # The curves' strong attack runs PGD on dense rows: a sample drawn once.
-    sample = np.sort(np.random.default_rng(0).permutation(test.n_rows)[: args.curve_rows])
+    sample = test_sample(test.n_rows, args.curve_rows)
     X_curve, y_curve = test.X[sample], test.y[sample]
     # The blog's setting: the hinge loss and a light L2 (not fmadv's defaults).
     shared = {

@@ -18,8 +18,8 @@ import os
 import time
 
 import numpy as np
+from common import u1
 
-from fmadv.data import load_dataset
 from fmadv.estimators.ranker import FMRanker
 from fmadv.recommend import Interactions
 from fmadv.recommend.edits import profile_threat, push
@@ -33,8 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ranks", type=int, nargs=2, default=[11, 50])
     args = parser.parse_args()
-    side = ["genre", "gender", "age", "occupation"]
-    splits = load_dataset("movielens-100k", args.data_dir, split="u1", side_features=side)
+    splits = u1(args.data_dir)
     interactions = Interactions.from_splits(splits)
     started = time.process_time()
     model = FMRanker(random_state=args.seed).fit_splits(splits)

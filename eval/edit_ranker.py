@@ -19,15 +19,13 @@ seeds. Writes ``edit_ranker.csv`` and ``edit_ranker.png`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import seed_cells, seeded_parser, u1
 
-from fmadv.data import load_dataset
 from fmadv.estimators.ranker import FMRanker
 from fmadv.metrics.topk import overlap
 from fmadv.recommend import Interactions
@@ -98,17 +96,10 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "edits")
-    args = parser.parse_args()
-    side = ["genre", "gender", "age", "occupation"]
+    args = seeded_parser(__doc__, HERE / "results" / "edits").parse_args()
     rows = []
     for seed in args.seeds:
-        splits = load_dataset(
-            "movielens-100k", args.data_dir, split="u1", side_features=side, seed=seed
-        )
+        splits = u1(args.data_dir, seed)
         interactions = Interactions.from_splits(splits)
         users = np.unique(interactions.user_index(splits.test.user_ids))
         for name, options in MODELS.items():
@@ -133,7 +124,7 @@ def main() -> None:
     for (name, budget), group in table.groupby(["model", "budget"], sort=False):
 
         def seeds(column: str, group=group) -> str:
-            return " / ".join(f"{v:.3f}" for v in group[column])
+            return seed_cells(group[column])
 
         print(f"| {name} | {seeds('test_ndcg')} | {budget} | {seeds('kept')} | "
               f"{seeds('changed_top10')} | {seeds('changed_top1')} | "

@@ -21,14 +21,12 @@ Writes ``edit_table.csv`` and one ``edit_curves_*.png`` per attacker into ``--ou
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
+from common import seed_cells, seeded_parser, u1
 
-from fmadv.data import load_dataset
 from fmadv.estimators import FMClassifier
 from fmadv.evaluation.edits import edit_curve, edit_threat
 from fmadv.metrics.classification import auc
@@ -56,17 +54,10 @@ def models(fields: tuple[str, ...]) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "edits")
-    args = parser.parse_args()
-    side = ["genre", "gender", "age", "occupation"]
+    args = seeded_parser(__doc__, HERE / "results" / "edits").parse_args()
     rows, curves = [], {}
     for seed in args.seeds:
-        splits = load_dataset(
-            "movielens-100k", args.data_dir, split="u1", side_features=side, seed=seed
-        )
+        splits = u1(args.data_dir, seed)
         test = splits.test
         for attacker, (fields, budgets) in ATTACKERS.items():
             threat = edit_threat(splits.feature_map, fields, 0)
@@ -104,7 +95,7 @@ def main() -> None:
     ):
 
         def seeds(column: str, group=group) -> str:
-            return " / ".join(f"{v:.3f}" for v in group[column])
+            return seed_cells(group[column])
 
         print(f"| {attacker} | {name} | {seeds('test_auc')} | {budget} | {seeds('flip_rate')} | "
               f"{seeds('certified_share')} | {group['undecided_share'].mean():.3f} | "

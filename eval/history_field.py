@@ -19,17 +19,15 @@ seed, and writes ``history_field.csv`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from common import seed_cells, seeded_parser, u1
 
 import fmadv.estimators.ranker as ranker_module
-from fmadv.data import load_dataset
 from fmadv.data.features import FeatureMap, Field
 from fmadv.estimators.ranker import FMRanker
 from fmadv.recommend import Interactions
@@ -86,17 +84,10 @@ def item_of_feature(interactions: Interactions) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "edits")
-    args = parser.parse_args()
-    side = ["genre", "gender", "age", "occupation"]
+    args = seeded_parser(__doc__, HERE / "results" / "edits").parse_args()
     rows = []
     for seed in args.seeds:
-        splits = load_dataset(
-            "movielens-100k", args.data_dir, split="u1", side_features=side, seed=seed
-        )
+        splits = u1(args.data_dir, seed)
         for variant in VARIANTS:
             interactions = Interactions.from_splits(splits)
             if variant != "none":
@@ -128,8 +119,7 @@ def main() -> None:
     print("\n| history field | valid NDCG@10 (seeds) | test NDCG@10 (seeds) |")
     print("|---|---|---|")
     for variant, group in table.groupby("variant", sort=False):
-        valid = " / ".join(f"{v:.4f}" for v in group.valid_ndcg)
-        test = " / ".join(f"{v:.4f}" for v in group.test_ndcg)
+        valid, test = seed_cells(group.valid_ndcg, 4), seed_cells(group.test_ndcg, 4)
         print(f"| {variant} | {valid} | {test} |")
 
 

@@ -21,15 +21,13 @@ Two seeds, so that differences read against the one between seeds. Writes
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import seed_cells, seeded_parser, test_sample, u1
 
-from fmadv.data import load_dataset
 from fmadv.estimators.fm import FMClassifier
 from fmadv.evaluation.robustness import STRENGTHS, strongest_scores
 from fmadv.losses import hinge
@@ -52,20 +50,14 @@ MODELS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("FMADV_DATA_DIR"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser = seeded_parser(__doc__, HERE / "results" / "strong_attack")
     parser.add_argument("--rows", type=int, default=5000, help="test rows attacked (drawn once)")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "strong_attack")
     args = parser.parse_args()
-    side = ["genre", "gender", "age", "occupation"]
     rows, curves = [], {}
     for seed in args.seeds:
-        splits = load_dataset(
-            "movielens-100k", args.data_dir, split="u1", side_features=side, seed=seed
-        )
+        splits = u1(args.data_dir, seed)
         test = splits.test
-        chosen = np.sort(np.random.default_rng(0).permutation(test.n_rows)[: args.rows])
+        chosen = test_sample(test.n_rows, args.rows)
         X, y = test.X[chosen], test.y[chosen]
         for name, options in MODELS.items():
             started = time.process_time()
@@ -107,7 +99,7 @@ def print_table(table: pd.DataFrame) -> None:
 
         def cell(strength: str, column: str, group=group) -> str:
             values = group[group.attack == strength][column]
-            return " / ".join(f"{v:.3f}" for v in values)
+            return seed_cells(values)
 
         aucs = cell("single", "test_auc")
         print(f"| {name} | {aucs} | {alpha:g} | {cell('single', 'flip_rate')}; "

@@ -54,15 +54,13 @@ def main() -> None:
     x = torch.rand(args.batch, 1, 28, 28, generator=generator).to(device)
     y = torch.randint(0, 10, (args.batch,), generator=generator).to(device)
     step = 2.5 * args.eps / args.steps
-    for name, model in (("MLP", MLP(generator=generator)), ("LeNet", LeNet(generator=generator))):
-        model = model.to(device).eval()
-
-        def loss(z, net=model):
-            return cross_entropy(net(z), y)
-
+    nets = networks(generator, device, y)
+    for name, model, loss in nets:
         ours = {
-            "FGSM": lambda: FGSM(args.eps).perturb(x, loss),
-            "PGD": lambda: PGD(args.eps, steps=args.steps, step_size=step).perturb(x, loss),
+            "FGSM": lambda loss=loss: FGSM(args.eps).perturb(x, loss),
+            "PGD": lambda loss=loss: PGD(args.eps, steps=args.steps, step_size=step).perturb(
+                x, loss
+            ),
         }
         theirs = {}
         if torchattacks is not None:
@@ -78,10 +76,23 @@ def main() -> None:
                 print(f"| {name} | {attack} | {ref:,.0f} | {fmadv_rate:,.0f} | {ratio:.2f}x |")
             else:
                 print(f"| {name} | {attack} | (not installed) | {fmadv_rate:,.0f} | |")
-    box_costs(args, x, y, generator, device)
+    box_costs(args, x, nets)
 
 
-def box_costs(args, x, y, generator, device) -> None:
+def networks(generator, device, y) -> list:
+    """(name, model in eval mode, its per-row cross-entropy on labels y) for MLP and LeNet."""
+    nets = []
+    for name, model in (("MLP", MLP(generator=generator)), ("LeNet", LeNet(generator=generator))):
+        model = model.to(device).eval()
+
+        def loss(z, net=model):
+            return cross_entropy(net(z), y)
+
+        nets.append((name, model, loss))
+    return nets
+
+
+def box_costs(args, x, nets) -> None:
     """img/s of the L2 step and L2 PGD under each box convention (the projected step
     solves for its length; the L-inf attacks project at the clipped step's cost)."""
     boxes = ("clip", "project", "none")
@@ -89,12 +100,7 @@ def box_costs(args, x, y, generator, device) -> None:
     print("| model | attack | " + " | ".join(boxes) + " |")
     print("|---|---|" + "---:|" * len(boxes))
     step = 2.5 * args.l2_eps / args.steps
-    for name, model in (("MLP", MLP(generator=generator)), ("LeNet", LeNet(generator=generator))):
-        model = model.to(device).eval()
-
-        def loss(z, net=model):
-            return cross_entropy(net(z), y)
-
+    for name, _, loss in nets:
         attacks = {
             "L2 step": lambda box: L2Step(args.l2_eps, box=box),
             "L2 PGD": lambda box: PGD(
@@ -104,7 +110,7 @@ def box_costs(args, x, y, generator, device) -> None:
         for attack, make in attacks.items():
             made = [make(box) for box in boxes]
             rates = [
-                images_per_second(lambda a=a: a.perturb(x, loss), args.batch, args.repeats)
+                images_per_second(lambda a=a, f=loss: a.perturb(x, f), args.batch, args.repeats)
                 for a in made
             ]
             print(f"| {name} | {attack} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
