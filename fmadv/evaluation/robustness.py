@@ -117,19 +117,25 @@ def strongest_scores(
         raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
     if strength == "single":
         return attacked_scores(model, X, y, make_attack(eps), loss_fn)
+    attack = make_attack(eps)
     clean, worst = line_search_scores(model, X, y, make_attack, eps, logistic)
-    labels = np.asarray(y, np.float64)
-    single = attacked_scores(model, X, y, make_attack(eps), loss_fn)[1]
     # The model's own loss may push a row another way (squared: towards its label).
-    worst = np.where(labels * single < labels * worst, single, worst)
-    ball = make_attack(eps).threat
+    single = attacked_scores(model, X, y, attack, loss_fn)[1]
+    worst = lower_margin(y, single, worst)
+    ball = attack.threat
     if strength == "line" or ball.space != "inputs" or eps == 0:
         return clean, worst
     pgd = PGD(eps, ball.support, ball.norm, steps=pgd_steps, box=ball.box)
     # PGD runs on dense rows: batches of at most DENSE_ELEMENTS inputs.
     rows = max(1, min(4096, DENSE_ELEMENTS // max(X.shape[1], 1)))
     _, projected = attacked_scores(model, X, y, pgd, logistic, batch_size=rows)
-    return clean, np.where(labels * projected < labels * worst, projected, worst)
+    return clean, lower_margin(y, projected, worst)
+
+
+def lower_margin(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row the score of a or b whose margin y * score is lower: the worse attack."""
+    labels = np.asarray(y, np.float64)
+    return np.where(labels * a < labels * b, a, b)
 
 
 def flip_curve(
@@ -145,11 +151,11 @@ def flip_curve(
     ``strength`` (:func:`strongest_scores`). Above the single step, each row keeps the
     worst point found at any budget up to eps (each lies in the larger ball too): PGD's
     long steps at a large budget can overshoot as the single step does."""
-    rows, labels, worst = [], np.asarray(y, np.float64), None
+    rows, worst = [], None
     for eps in sorted(budgets):
         clean, attacked = strongest_scores(model, X, y, make_attack, eps, loss_fn, strength)
         if strength != "single" and worst is not None:
-            attacked = np.where(labels * worst < labels * attacked, worst, attacked)
+            attacked = lower_margin(y, worst, attacked)
         worst = attacked
         rows.append({"eps": float(eps), **robustness_report(y, clean, attacked)})
     order = {float(eps): number for number, eps in enumerate(budgets)}
