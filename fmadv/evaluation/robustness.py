@@ -113,9 +113,7 @@ def strongest_scores(
     the others aim at the margin itself (the logistic loss, whose slope is never 0: a
     hinge's zero slope beyond the margin would leave those rows unattacked).
     """
-    if strength not in STRENGTHS:
-        raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
-    if strength == "single":
+    if check_strength(strength) == "single":
         return attacked_scores(model, X, y, make_attack(eps), loss_fn)
     attack = make_attack(eps)
     clean, worst = line_search_scores(model, X, y, make_attack, eps, logistic)
@@ -136,6 +134,12 @@ def lower_margin(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per row the score of a or b whose margin y * score is lower: the worse attack."""
     labels = np.asarray(y, np.float64)
     return np.where(labels * a < labels * b, a, b)
+
+
+def check_strength(strength: str) -> str:
+    if strength not in STRENGTHS:
+        raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
+    return strength
 
 
 def flip_curve(

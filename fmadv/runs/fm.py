@@ -17,7 +17,7 @@ from fmadv.data import read_libfm
 from fmadv.errors import ConfigError
 from fmadv.estimators.fm import FMClassifier, FMEstimator
 from fmadv.evaluation.edits import edit_curve, edit_threat
-from fmadv.evaluation.robustness import STRENGTHS, flip_curve, strongest_scores
+from fmadv.evaluation.robustness import check_strength, flip_curve, strongest_scores
 from fmadv.io import atomic_write, model_file
 from fmadv.losses import get_loss
 from fmadv.metrics.classification import classification_report
@@ -191,8 +191,7 @@ def robustness_fm(
     model_path = model_file(model_path)
     grid = [check_linf_eps(float(e)) for e in eps_grid]
     check_linf_eps(eps)
-    if strength not in STRENGTHS:
-        raise ConfigError(f"unknown attack strength {strength!r}; expected one of {STRENGTHS}")
+    check_strength(strength)  # before any data is read
     model = FMEstimator.load(model_path, device=device)
     config = model.adversarial_config()
     # A model trained against edits is attacked in the box by FGSM unless told otherwise.
